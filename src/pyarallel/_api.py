@@ -1,0 +1,113 @@
+"""The synchronous public functions: thin layers that assemble options and run the scheduler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from pyarallel._options import ProgressCallback, RateLimit, Retry
+from pyarallel._plan import RunOptions, RunPlan, make_plan
+from pyarallel._result import ItemResult, ParallelResult
+from pyarallel._sync_driver import execute
+
+__all__ = ["collect", "parallel_iter", "parallel_map", "parallel_starmap", "stream"]
+
+R = TypeVar("R")
+ExecutorSpec = Any  # "thread", "process", another plugin's name, or an executor object
+
+
+def parallel_map(
+    fn: Callable[[Any], R],
+    items: Iterable[Any],
+    *,
+    workers: int | None = None,
+    executor: ExecutorSpec = "thread",
+    rate_limit: RateLimit | float | None = None,
+    timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
+    batch_size: int | None = None,
+    retry: Retry | None = None,
+) -> ParallelResult[R]:
+    """Call ``fn(item)`` for every item in parallel and return the results in input order.
+
+    - ``workers``: how many calls run at once (``None``: the executor's default).
+    - ``executor``: ``"thread"``, ``"process"``, another plugin's name, or a
+      ``concurrent.futures.Executor`` to use as it is (never shut down by pyarallel).
+    - ``rate_limit``: a ``RateLimit`` or calls per second; every attempt counts.
+    - ``timeout``: total wall-clock seconds; items not finished by then fail with
+      ``ItemTimeoutError`` (a ``TimeoutError``) and the call returns at once.
+    - ``on_progress(done, total)``: called after each item finishes; with an unsized input
+      and ``batch_size``, ``total`` is the number of items taken so far.
+    - ``batch_size``: take at most this many items from the input ahead of completion
+      (a sliding window); an unsized input is then read lazily instead of into a list.
+    - ``retry``: a ``Retry``; only the failing item is retried.
+
+    Every item ends as exactly one success or one failure: failures never raise here, they
+    are in the returned ``ParallelResult``. Invalid options raise ``ValueError`` or
+    ``TypeError`` before any work starts.
+    """
+    options = RunOptions(workers, executor, rate_limit, timeout, on_progress, batch_size, retry)
+    return collect(make_plan(fn, items, options, star=False, materialize_unsized=True))
+
+
+def parallel_starmap(
+    fn: Callable[..., R],
+    items: Iterable[Iterable[Any]],
+    *,
+    workers: int | None = None,
+    executor: ExecutorSpec = "thread",
+    rate_limit: RateLimit | float | None = None,
+    timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
+    batch_size: int | None = None,
+    retry: Retry | None = None,
+) -> ParallelResult[R]:
+    """Like :func:`parallel_map`, but calls ``fn(*item)`` for every item.
+
+    >>> parallel_starmap(pow, [(2, 3), (3, 2)])
+    ParallelResult([8, 9])
+    """
+    options = RunOptions(workers, executor, rate_limit, timeout, on_progress, batch_size, retry)
+    return collect(make_plan(fn, items, options, star=True, materialize_unsized=True))
+
+
+def parallel_iter(
+    fn: Callable[[Any], R],
+    items: Iterable[Any],
+    *,
+    workers: int | None = None,
+    executor: ExecutorSpec = "thread",
+    rate_limit: RateLimit | float | None = None,
+    batch_size: int | None = None,
+    retry: Retry | None = None,
+) -> Iterator[ItemResult[R]]:
+    """Call ``fn(item)`` for every item in parallel, yielding an ``ItemResult`` for each
+    as it completes (completion order, not input order). Nothing is accumulated.
+
+    The input is always read lazily; ``batch_size`` bounds how many items are taken ahead
+    of completion. Options are validated when this is called, before iteration starts.
+    Stopping early (``break``, or closing the iterator) cancels what is queued and shuts
+    the workers down.
+    """
+    options = RunOptions(workers, executor, rate_limit, None, None, batch_size, retry)
+    return stream(make_plan(fn, items, options, star=False, materialize_unsized=False))
+
+
+def collect(plan: RunPlan) -> ParallelResult[Any]:
+    """Run ``plan`` and gather its results in input order."""
+    values: list[Any] = [None] * plan.total if plan.total is not None else []
+    errors: dict[int, Exception] = {}
+    for result in execute(plan):
+        index = result.index
+        if index >= len(values):
+            values.extend([None] * (index + 1 - len(values)))
+        if result.ok:
+            values[index] = result.value
+        else:
+            errors[index] = result.error  # type: ignore[assignment]
+    return ParallelResult._from_parts(values, errors)
+
+
+def stream(plan: RunPlan) -> Iterator[ItemResult[Any]]:
+    """Run ``plan`` as a stream of results in completion order."""
+    return execute(plan)

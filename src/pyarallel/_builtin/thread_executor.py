@@ -1,0 +1,127 @@
+"""Built-in plugin: the ``"thread"`` executor, a pool of threads in this process.
+
+The pool is a ``concurrent.futures.Executor`` whose worker threads are daemon threads,
+so an item still running when a call times out or is interrupted never keeps the
+interpreter from exiting (the standard ``ThreadPoolExecutor`` joins its threads at
+exit). A thread cannot be killed: such an item runs on in the background and its result
+is discarded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
+from queue import Empty, SimpleQueue
+from typing import Any, TypeVar
+
+from pyarallel.hookspecs import hookimpl
+
+T = TypeVar("T")
+
+NAME = "thread"
+
+_Job = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
+
+
+def default_thread_count() -> int:
+    """The standard library's default: ``min(32, cpu_count + 4)``."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+class DaemonThreadPool(Executor):
+    """A fixed-size pool of daemon threads, started on demand."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str = "pyarallel-thread") -> None:
+        self.max_workers = max_workers
+        self._prefix = thread_name_prefix
+        self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        if self._shutdown:
+            raise RuntimeError("cannot submit to a pool that has been shut down")
+        future: Future[T] = Future()
+        call_args = args if not kwargs else (fn, args, kwargs)
+        job_fn = fn if not kwargs else _call_with_kwargs
+        self._jobs.put((future, job_fn, call_args))
+        if len(self._threads) < self.max_workers:
+            self._start_thread()
+        return future
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(
+            target=_work,
+            args=(self._jobs,),
+            name=f"{self._prefix}-{len(self._threads)}",
+            daemon=True,
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._shutdown = True
+        if cancel_futures:
+            while True:
+                try:
+                    job = self._jobs.get_nowait()
+                except Empty:
+                    break
+                if job is not None:
+                    job[0].cancel()
+        for _ in self._threads:
+            self._jobs.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
+def _call_with_kwargs(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)
+
+
+def _work(jobs: SimpleQueue[_Job | None]) -> None:
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        future, fn, args = job
+        del job
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            result = fn(*args)
+        except BaseException as error:
+            future.set_exception(error)
+            del error  # break the reference cycle through the traceback
+        else:
+            future.set_result(result)
+        del future, fn, args
+
+
+class ThreadBackend:
+    """One run's thread pool: ``workers`` threads, torn down when the run ends."""
+
+    name = NAME
+
+    def __init__(self, workers: int | None) -> None:
+        self.capacity = workers if workers is not None else default_thread_count()
+        self._pool = DaemonThreadPool(self.capacity)
+
+    def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        return self._pool.submit(fn, *args)
+
+    def close(self, *, abort: bool) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=abort)
+
+
+@hookimpl
+def pyarallel_executor_names() -> Sequence[str]:
+    return (NAME,)
+
+
+@hookimpl
+def pyarallel_executor(executor: object, workers: int | None) -> ThreadBackend | None:
+    return ThreadBackend(workers) if executor == NAME else None

@@ -1,0 +1,207 @@
+"""From the options a user passes to a plan the scheduler can run.
+
+``RunOptions`` holds the options as given (the decorator keeps one as its defaults);
+``make_plan`` validates everything, before any work starts, and resolves the plugins that
+will serve the run (once per run, never per item).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Sized
+from dataclasses import dataclass, fields, replace
+from typing import Any, TypedDict
+
+from pyarallel import _plugins
+from pyarallel._options import (
+    ProgressCallback,
+    RateLimit,
+    check_callable,
+    check_count,
+    check_iterable,
+    check_optional_callable,
+    check_positive_number,
+    check_timeout,
+)
+from pyarallel.contracts import Backend, RateLimiter, RetryPolicy, RunInfo
+
+__all__ = ["RunOptionOverrides", "RunOptions", "RunPlan", "make_plan", "validate_options"]
+
+_run_ids = itertools.count(1)
+
+
+class RunOptionOverrides(TypedDict, total=False):
+    """Per-call overrides accepted by the decorator's ``.map``, ``.starmap`` and ``.stream``."""
+
+    workers: int | None
+    executor: Any
+    rate_limit: RateLimit | float | None
+    timeout: float | None
+    on_progress: ProgressCallback | None
+    batch_size: int | None
+    retry: Any
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """The options of one call, as given (not yet validated)."""
+
+    workers: int | None = None
+    executor: Any = "thread"
+    rate_limit: Any = None
+    timeout: float | None = None
+    on_progress: ProgressCallback | None = None
+    batch_size: int | None = None
+    retry: Any = None
+
+    def with_overrides(self, overrides: RunOptionOverrides) -> RunOptions:
+        """A copy with ``overrides`` applied; unknown names raise ``TypeError``."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(known))}")
+        return replace(self, **overrides)
+
+    def check_executor(self) -> None:
+        """Raise now if ``executor`` names no executor any plugin provides."""
+        if isinstance(self.executor, str):
+            known = {name for names in _plugins.executor_names_by_plugin().values() for name in names}
+            if self.executor not in known:
+                raise ValueError(
+                    f"executor={self.executor!r} is not a known executor; available: "
+                    f"{_plugins.describe_executor_names()}"
+                )
+        elif self.executor is None:
+            raise TypeError(
+                "executor must be an executor name or an executor object; got None; "
+                f"available names: {_plugins.describe_executor_names()}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """A validated run: what to call on what, and the plugins that serve it."""
+
+    fn: Callable[..., Any]
+    star: bool
+    source: Iterator[Any]
+    total: int | None
+    window: int | None
+    options: RunOptions
+    limiter: RateLimiter | None
+    retry_policy: RetryPolicy | None
+
+    def start_backend(self) -> Backend:
+        """Ask the executor plugins for this run's backend."""
+        manager = _plugins.plugin_manager()
+        backend: Backend | None = manager.hook.pyarallel_executor(
+            executor=self.options.executor, workers=self.options.workers
+        )
+        if backend is None:
+            raise TypeError(
+                f"executor={self.options.executor!r} is neither an executor name nor an object "
+                f"any plugin accepts (a concurrent.futures.Executor, for example); available "
+                f"names: {_plugins.describe_executor_names()}"
+            )
+        return backend
+
+    def describe(self, backend: Backend) -> RunInfo:
+        """The ``RunInfo`` observers receive."""
+        options = self.options
+        return RunInfo(
+            run_id=next(_run_ids),
+            function=getattr(self.fn, "__qualname__", repr(self.fn)),
+            executor=backend.name,
+            workers=backend.capacity,
+            total=self.total,
+            options={
+                "rate_limit": options.rate_limit,
+                "retry": options.retry,
+                "timeout": options.timeout,
+                "batch_size": options.batch_size,
+                "star": self.star,
+            },
+        )
+
+
+def make_plan(
+    fn: object,
+    items: object,
+    options: RunOptions,
+    *,
+    star: bool,
+    materialize_unsized: bool,
+) -> RunPlan:
+    """Validate ``fn``, ``items`` and ``options`` and resolve the plugins for one run.
+
+    An unsized ``items`` is read lazily when ``batch_size`` is set or when
+    ``materialize_unsized`` is false; otherwise it is read into a list first so that the
+    total is known.
+    """
+    check_callable("fn", fn)
+    check_iterable("items", items)
+    options = validate_options(options)
+    limiter = _resolve_rate_limiter(options.rate_limit)
+    retry_policy = _resolve_retry_policy(options.retry)
+
+    total: int | None
+    if isinstance(items, Sized):
+        total = len(items)
+    elif options.batch_size is None and materialize_unsized:
+        items = list(items)  # type: ignore[call-overload]
+        total = len(items)  # type: ignore[arg-type]
+    else:
+        total = None
+    return RunPlan(
+        fn=fn,  # type: ignore[arg-type]
+        star=star,
+        source=iter(items),  # type: ignore[call-overload]
+        total=total,
+        window=options.batch_size,
+        options=options,
+        limiter=limiter,
+        retry_policy=retry_policy,
+    )
+
+
+def validate_options(options: RunOptions) -> RunOptions:
+    """Check every option (raising ``ValueError``/``TypeError`` naming the bad one) and
+    return them normalised (a number ``rate_limit`` becomes a ``RateLimit``)."""
+    check_count("workers", options.workers)
+    check_count("batch_size", options.batch_size)
+    timeout = check_timeout("timeout", options.timeout)
+    check_optional_callable("on_progress", options.on_progress)
+    options.check_executor()
+    rate_limit = _normalise_rate_limit(options.rate_limit)
+    _resolve_rate_limiter(rate_limit)
+    _resolve_retry_policy(options.retry)
+    return replace(options, rate_limit=rate_limit, timeout=timeout)
+
+
+def _normalise_rate_limit(rate_limit: object) -> object:
+    if isinstance(rate_limit, int | float) and not isinstance(rate_limit, bool):
+        return RateLimit(check_positive_number("rate_limit", rate_limit))
+    if isinstance(rate_limit, bool):
+        raise TypeError(f"rate_limit must be a RateLimit, a number of calls per second, or None; got {rate_limit!r}")
+    return rate_limit
+
+
+def _resolve_rate_limiter(rate_limit: object) -> RateLimiter | None:
+    if rate_limit is None:
+        return None
+    limiter: RateLimiter | None = _plugins.plugin_manager().hook.pyarallel_rate_limiter(rate_limit=rate_limit)
+    if limiter is None:
+        raise TypeError(
+            "rate_limit must be a RateLimit, a number of calls per second, None, or an object "
+            f"a rate-limiter plugin accepts; got {rate_limit!r}"
+        )
+    return limiter
+
+
+def _resolve_retry_policy(retry: object) -> RetryPolicy | None:
+    if retry is None:
+        return None
+    policy: RetryPolicy | None = _plugins.plugin_manager().hook.pyarallel_retry_policy(retry=retry)
+    if policy is None:
+        raise TypeError(f"retry must be a Retry, None, or an object a retry-policy plugin accepts; got {retry!r}")
+    return policy

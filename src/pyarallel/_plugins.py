@@ -1,0 +1,134 @@
+"""The plugin manager: built once per process, on first use.
+
+It registers the built-in plugins (``pyarallel._builtin``), then loads every installed
+distribution's entry points in the ``pyarallel`` group, unless the environment variable
+``PYARALLEL_DISABLE_PLUGIN_AUTOLOAD`` is set to ``1``. Plugins registered later are asked
+first, so an installed or run-time plugin can replace a built-in one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import pluggy
+
+from pyarallel import hookspecs
+
+__all__ = ["PluginInfo", "list_plugins", "plugin_manager", "register_plugin", "unregister_plugin"]
+
+ENTRY_POINT_GROUP = "pyarallel"
+DISABLE_AUTOLOAD_ENV = "PYARALLEL_DISABLE_PLUGIN_AUTOLOAD"
+
+BUILTIN_PLUGINS = (
+    "pyarallel._builtin.thread_executor",
+    "pyarallel._builtin.process_executor",
+    "pyarallel._builtin.futures_executor",
+    "pyarallel._builtin.token_bucket",
+    "pyarallel._builtin.exponential_retry",
+)
+
+_lock = threading.Lock()
+_manager: pluggy.PluginManager | None = None
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, built on first call."""
+    global _manager
+    if _manager is None:
+        with _lock:
+            if _manager is None:
+                _manager = _build_manager()
+    return _manager
+
+
+def _build_manager() -> pluggy.PluginManager:
+    import importlib
+
+    manager = pluggy.PluginManager("pyarallel")
+    manager.add_hookspecs(hookspecs)
+    for module_name in BUILTIN_PLUGINS:
+        manager.register(importlib.import_module(module_name), name=module_name)
+    if os.environ.get(DISABLE_AUTOLOAD_ENV) != "1":
+        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    return manager
+
+
+def register_plugin(plugin: object, name: str | None = None) -> str:
+    """Register ``plugin`` (a module, class or instance with ``@hookimpl`` functions).
+
+    It takes precedence over every plugin registered before it. Returns the name it is
+    registered under (``name``, or one pluggy derives). Raises ``ValueError`` if the
+    plugin or the name is already registered, and pluggy's ``PluginValidationError`` if
+    a hook implementation does not match its specification.
+    """
+    manager = plugin_manager()
+    registered = manager.register(plugin, name=name)
+    if registered is None:  # pluggy returns None for a blocked name
+        raise ValueError(f"plugin name {name!r} is blocked and cannot be registered")
+    return registered
+
+
+def unregister_plugin(plugin: object) -> None:
+    """Unregister a plugin given as the object itself or the name it is registered under.
+
+    Raises ``ValueError`` if no such plugin is registered.
+    """
+    manager = plugin_manager()
+    if isinstance(plugin, str):
+        if manager.get_plugin(plugin) is None:
+            raise ValueError(f"no plugin is registered under the name {plugin!r}")
+        manager.unregister(name=plugin)
+        return
+    if not manager.is_registered(plugin):
+        raise ValueError(f"plugin {plugin!r} is not registered")
+    manager.unregister(plugin)
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """One registered plugin: its ``name``, the ``hooks`` it implements, the executor
+    names it provides, and the distribution (``"name version"``) that installed it, if any.
+    """
+
+    name: str
+    hooks: tuple[str, ...]
+    executors: tuple[str, ...]
+    distribution: str | None
+
+
+def list_plugins() -> list[PluginInfo]:
+    """Every registered plugin, in the order they are asked (most recently registered first)."""
+    manager = plugin_manager()
+    distributions = {
+        id(plugin): f"{dist.project_name} {dist.version}"
+        for plugin, dist in manager.list_plugin_distinfo()
+    }
+    executors = executor_names_by_plugin()
+    infos = []
+    for name, plugin in reversed(manager.list_name_plugin()):
+        hooks = tuple(sorted(caller.name for caller in manager.get_hookcallers(plugin) or ()))
+        infos.append(
+            PluginInfo(name, hooks, tuple(executors.get(name, ())), distributions.get(id(plugin)))
+        )
+    return infos
+
+
+def executor_names_by_plugin() -> dict[str, list[str]]:
+    """Executor names each plugin provides, keyed by plugin name, most recent plugin first."""
+    manager = plugin_manager()
+    names: dict[str, list[str]] = {}
+    for impl in reversed(manager.hook.pyarallel_executor_names.get_hookimpls()):
+        names[impl.plugin_name] = list(impl.function())
+    return names
+
+
+def describe_executor_names() -> str:
+    """A human list such as ``'thread' (pyarallel._builtin.thread_executor), ...``."""
+    listed = [
+        f"{name!r} ({plugin})"
+        for plugin, names in executor_names_by_plugin().items()
+        for name in names
+    ]
+    return ", ".join(listed) or "none"

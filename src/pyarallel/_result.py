@@ -1,0 +1,175 @@
+"""Result types: ``ItemResult`` for one item and ``ParallelResult`` for a whole call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar, overload
+
+__all__ = ["ItemResult", "ParallelResult"]
+
+R = TypeVar("R")
+
+_REPR_MAX_VALUES = 10
+
+
+class ItemResult(Generic[R]):
+    """The outcome of one input item: its ``index`` and either a ``value`` or an ``error``.
+
+    Exactly one of the two is set: ``ok`` is ``True`` when the item succeeded (``value``
+    may legitimately be ``None``), ``False`` when it failed (``error`` is the exception).
+    Instances are immutable.
+    """
+
+    __slots__ = ("_error", "_index", "_value")
+
+    def __init__(self, index: int, value: R | None = None, error: BaseException | None = None) -> None:
+        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_value", value)
+        object.__setattr__(self, "_error", error)
+
+    @classmethod
+    def success(cls, index: int, value: R) -> ItemResult[R]:
+        """The result of an item that returned ``value``."""
+        return cls(index, value, None)
+
+    @classmethod
+    def failure(cls, index: int, error: BaseException) -> ItemResult[R]:
+        """The result of an item that failed with ``error``."""
+        return cls(index, None, error)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ItemResult is immutable; cannot set {name!r}")
+
+    @property
+    def index(self) -> int:
+        """The item's position in the input."""
+        return self._index  # type: ignore[no-any-return]
+
+    @property
+    def ok(self) -> bool:
+        """True when the item succeeded."""
+        return self._error is None
+
+    @property
+    def value(self) -> R | None:
+        """The function's return value for a successful item; ``None`` for a failure."""
+        return self._value  # type: ignore[no-any-return]
+
+    @property
+    def error(self) -> Exception | None:
+        """The exception a failed item ended with; ``None`` for a success."""
+        return self._error  # type: ignore[no-any-return]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ItemResult):
+            return NotImplemented
+        return (self._index, self._value, self._error) == (other._index, other._value, other._error)
+
+    def __hash__(self) -> int:
+        return hash((self._index, self._error)) if not self.ok else hash(self._index)
+
+    def __repr__(self) -> str:
+        if self.ok:
+            return f"ItemResult(index={self.index}, value={self._value!r})"
+        return f"ItemResult(index={self.index}, error={self._error!r})"
+
+
+class ParallelResult(Sequence[R]):
+    """The results of a call, in input order.
+
+    When every item succeeded it behaves like a read-only list of values (``len``,
+    indexing, iteration, equality with a list). When some failed, ``ok`` is ``False``,
+    ``successes()`` and ``failures()`` give structured access, and every operation that
+    needs the values (``values()``, indexing, iteration) raises an ``ExceptionGroup`` of
+    the failures whose message says how many of how many items failed.
+    """
+
+    __slots__ = ("_errors", "_values")
+
+    def __init__(self, results: Sequence[ItemResult[R]] | Iterator[ItemResult[R]]) -> None:
+        """Build from item results whose indices are exactly 0..n-1, in any order."""
+        ordered = sorted(results, key=lambda item: item.index)
+        for position, item in enumerate(ordered):
+            if item.index != position:
+                raise ValueError(
+                    f"ParallelResult needs one result per index 0..{len(ordered) - 1}; "
+                    f"index {position} is {'repeated' if item.index < position else 'missing'}"
+                )
+        self._values: list[R | None] = [item.value for item in ordered]
+        self._errors: dict[int, Exception] = {
+            item.index: item.error for item in ordered if item.error is not None
+        }
+
+    @classmethod
+    def _from_parts(cls, values: list[R | None], errors: dict[int, Exception]) -> ParallelResult[R]:
+        """Build directly from values in input order and the failures by index (no checks)."""
+        result: ParallelResult[R] = cls.__new__(cls)
+        result._values = values
+        result._errors = errors
+        return result
+
+    @property
+    def ok(self) -> bool:
+        """True if every item succeeded."""
+        return not self._errors
+
+    def values(self) -> list[R]:
+        """All values in input order; raises ``ExceptionGroup`` if any item failed."""
+        self.raise_on_failure()
+        return list(self._values)  # type: ignore[arg-type]
+
+    def successes(self) -> list[tuple[int, R]]:
+        """``(index, value)`` for every successful item, in input order."""
+        errors = self._errors
+        return [(i, v) for i, v in enumerate(self._values) if i not in errors]  # type: ignore[misc]
+
+    def failures(self) -> list[tuple[int, Exception]]:
+        """``(index, exception)`` for every failed item, in input order."""
+        return sorted(self._errors.items())
+
+    def raise_on_failure(self) -> None:
+        """Raise an ``ExceptionGroup`` of the failures if any item failed; else do nothing."""
+        if self._errors:
+            errors = [error for _, error in self.failures()]
+            message = f"{len(errors)} of {len(self._values)} items failed"
+            raise ExceptionGroup(message, errors)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    @overload
+    def __getitem__(self, index: int) -> R: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[R]: ...
+    def __getitem__(self, index: int | slice) -> R | list[R]:
+        self.raise_on_failure()
+        return self._values[index]  # type: ignore[return-value]
+
+    def __iter__(self) -> Iterator[R]:
+        self.raise_on_failure()
+        return iter(self._values)  # type: ignore[arg-type]
+
+    def __contains__(self, value: object) -> bool:
+        self.raise_on_failure()
+        return value in self._values
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ParallelResult):
+            return self._values == other._values and self._errors == other._errors
+        if isinstance(other, list | tuple):
+            return self.ok and self._values == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        if not self.ok:
+            failed = len(self._errors)
+            return f"ParallelResult({len(self._values) - failed} ok, {failed} failed)"
+        if len(self._values) <= _REPR_MAX_VALUES:
+            return f"ParallelResult({self._values!r})"
+        shown = ", ".join(repr(v) for v in self._values[:_REPR_MAX_VALUES])
+        return f"ParallelResult([{shown}, ...], {len(self._values)} items)"

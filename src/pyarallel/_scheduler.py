@@ -1,0 +1,195 @@
+"""The scheduler's decisions, free of any I/O: which items start next, what a finished
+task means for each of its items, and what is left when a run stops early.
+
+It knows nothing about threads, processes or event loops. A driver (``_sync_driver`` for
+the blocking API) owns the clock, the backend and the waiting, and asks a ``Schedule``:
+
+1. ``next_tasks(now)``: the tasks to submit now; each item in them has drawn its rate-limit
+   token and counts one more attempt;
+2. ``wake_at()``: the moment to ask again if no task finishes before (a backoff ending, a
+   rate-limit token coming due), or ``None`` to wait for a task;
+3. ``finish_task(task, outcomes, now)``: what happened to each item of a finished task: a
+   final ``ItemResult``, or a ``RetryEvent`` when it will be tried again later;
+4. ``expire(...)``: on timeout, a failure for every item not finished yet.
+
+Every item's life is explicit: taken from the input (admitted), ready, running, waiting
+out a retry backoff, finished. Each admitted item finishes exactly once.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pyarallel._errors import ItemError, ItemTimeoutError
+from pyarallel._result import ItemResult
+from pyarallel._tasks import Outcome
+from pyarallel.contracts import RateLimiter, RetryPolicy
+
+__all__ = ["Item", "RetryEvent", "Schedule", "Task"]
+
+
+@dataclass(slots=True, eq=False)
+class Item:
+    """One input item and the number of attempts started for it."""
+
+    index: int
+    payload: Any
+    attempts: int = 0
+
+
+Task = list[Item]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """Item ``index`` failed attempt ``attempt`` with ``error`` and runs again after ``delay``."""
+
+    index: int
+    attempt: int
+    error: BaseException
+    delay: float
+
+
+class Schedule:
+    """Decides what runs when, for one run.
+
+    ``window`` bounds how many items are taken from ``source`` ahead of completion
+    (``None``: no bound beyond what the free workers need). ``capacity`` bounds how many
+    tasks are in flight at once.
+    """
+
+    def __init__(
+        self,
+        source: Iterator[Any],
+        *,
+        total: int | None,
+        window: int | None,
+        capacity: int,
+        limiter: RateLimiter | None,
+        retry: RetryPolicy | None,
+    ) -> None:
+        self._source = source
+        self.total = total
+        self._window = window
+        self._capacity = capacity
+        self._limiter = limiter
+        self._retry = retry
+        self._ready: deque[Item] = deque()  # admitted, waiting for a worker
+        self._backoff: list[tuple[float, int, Item]] = []  # heap: (ready time, index, item)
+        self._unfinished: dict[int, Item] = {}  # every admitted item not finished yet
+        self._in_flight = 0  # tasks submitted and not finished
+        self._token_due: float | None = None  # when the rate limiter said to ask again
+        self._exhausted = False
+        self.seen = 0  # items taken from the input
+        self.done = 0  # items finished
+        self.succeeded = 0
+        self.retries = 0
+
+    @property
+    def finished(self) -> bool:
+        """True once the input is exhausted and every item taken from it has finished."""
+        return self._exhausted and not self._unfinished
+
+    def next_tasks(self, now: float) -> list[Task]:
+        """The tasks to submit now. Call again after any task finishes or at ``wake_at()``."""
+        self._release_backoffs(now)
+        self._token_due = None
+        tasks: list[Task] = []
+        while self._in_flight < self._capacity:
+            item = self._next_ready()
+            if item is None:
+                break
+            if self._limiter is not None:
+                wait = self._limiter.try_acquire()
+                if wait > 0:
+                    self._ready.appendleft(item)
+                    self._token_due = now + wait
+                    break
+            item.attempts += 1
+            self._in_flight += 1
+            tasks.append([item])
+        return tasks
+
+    def wake_at(self) -> float | None:
+        """When ``next_tasks`` may have something new to start without any task finishing."""
+        times = [t for t in (self._token_due, self._backoff[0][0] if self._backoff else None) if t is not None]
+        return min(times) if times else None
+
+    def finish_task(self, task: Task, outcomes: list[Outcome] | BaseException, now: float) -> list[ItemResult[Any] | RetryEvent]:
+        """Record a finished task: ``outcomes`` has one ``(ok, value_or_error)`` per item,
+        or is the exception that failed the whole task."""
+        self._in_flight -= 1
+        if isinstance(outcomes, BaseException):
+            if len(task) > 1 and isinstance(outcomes, ItemError):
+                # The backend could not run the task as a whole (e.g. one result could not
+                # be pickled): run its items one by one so only the culprit fails.
+                for item in reversed(task):
+                    item.attempts -= 1
+                    self._ready.appendleft(item)
+                return []
+            outcomes = [(False, outcomes)] * len(task)
+        events: list[ItemResult[Any] | RetryEvent] = []
+        for item, (ok, value) in zip(task, outcomes, strict=True):
+            events.append(self._settle(item, ok, value, now))
+        return events
+
+    def expire(self, timeout: float) -> list[ItemResult[Any]]:
+        """End the run now: a timeout failure for every unfinished item, including the items
+        of a sized input that were never taken from it."""
+        results: list[ItemResult[Any]] = [
+            ItemResult.failure(index, ItemTimeoutError(index, timeout)) for index in sorted(self._unfinished)
+        ]
+        if self.total is not None:
+            results.extend(
+                ItemResult.failure(index, ItemTimeoutError(index, timeout)) for index in range(self.seen, self.total)
+            )
+            self.seen = self.total
+        self._unfinished.clear()
+        self._ready.clear()
+        self._backoff.clear()
+        self._exhausted = True
+        self.done += len(results)
+        return results
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _settle(self, item: Item, ok: bool, value: Any, now: float) -> ItemResult[Any] | RetryEvent:
+        if not ok:
+            error: BaseException = value
+            if isinstance(error, ItemError) and error.index is None:
+                error.index = item.index
+            delay = self._retry.next_delay(item.attempts, error) if self._retry is not None else None
+            if delay is not None:
+                self.retries += 1
+                heapq.heappush(self._backoff, (now + delay, item.index, item))
+                return RetryEvent(item.index, item.attempts, error, delay)
+            result: ItemResult[Any] = ItemResult.failure(item.index, error)
+        else:
+            self.succeeded += 1
+            result = ItemResult.success(item.index, value)
+        del self._unfinished[item.index]
+        self.done += 1
+        return result
+
+    def _release_backoffs(self, now: float) -> None:
+        while self._backoff and self._backoff[0][0] <= now:
+            self._ready.append(heapq.heappop(self._backoff)[2])
+
+    def _next_ready(self) -> Item | None:
+        if self._ready:
+            return self._ready.popleft()
+        if self._exhausted or (self._window is not None and len(self._unfinished) >= self._window):
+            return None
+        try:
+            payload = next(self._source)
+        except StopIteration:
+            self._exhausted = True
+            return None
+        item = Item(self.seen, payload)
+        self._unfinished[item.index] = item
+        self.seen += 1
+        return item

@@ -1,0 +1,70 @@
+"""The function the scheduler sends to a backend: it runs the user's function on one
+task's items and returns one outcome per item, so a failing item never hides the others.
+
+It runs wherever the backend puts it (a thread, another process, another machine), so it
+imports nothing heavy and returns only picklable values.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["Outcome", "RemoteTraceback", "run_task"]
+
+# (True, value) for a success, (False, exception) for a failure.
+Outcome = tuple[bool, Any]
+
+
+def run_task(fn: Callable[..., Any], star: bool, payloads: Sequence[Any], origin_pid: int) -> list[Outcome]:
+    """Call ``fn`` on each payload (``fn(*payload)`` when ``star``) and collect outcomes.
+
+    ``origin_pid`` is the scheduler's process id: in any other process a failure's
+    traceback would be lost on the way back, so it travels along as text.
+    """
+    outcomes: list[Outcome] = []
+    for payload in payloads:
+        try:
+            value = fn(*payload) if star else fn(payload)
+        except Exception as error:
+            if os.getpid() != origin_pid:
+                error = _with_remote_traceback(error)  # type: ignore[assignment]
+            outcomes.append((False, error))
+        else:
+            outcomes.append((True, value))
+    return outcomes
+
+
+class RemoteTraceback(Exception):
+    """Carries the formatted traceback of an exception raised in another process; it is
+    set as that exception's ``__cause__`` so it prints under the error."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _RemoteFailure:
+    """Pickles as the exception itself with its traceback text attached as ``__cause__``."""
+
+    def __init__(self, error: BaseException, text: str) -> None:
+        self.error = error
+        self.text = text
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_attach_traceback, (self.error, self.text))
+
+
+def _with_remote_traceback(error: BaseException) -> _RemoteFailure:
+    text = "".join(traceback.format_exception(error))
+    return _RemoteFailure(error, f'\n"""\n{text}"""')
+
+
+def _attach_traceback(error: BaseException, text: str) -> BaseException:
+    error.__cause__ = RemoteTraceback(text)
+    return error

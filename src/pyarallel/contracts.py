@@ -1,0 +1,130 @@
+"""The objects plugins hand to pyarallel's scheduler, and the run descriptions observers receive.
+
+A plugin's factory hook (see :mod:`pyarallel.hookspecs`) returns one of these:
+
+- a :class:`Backend` runs tasks (threads, processes, a cluster...);
+- a :class:`RateLimiter` paces the start of every attempt;
+- a :class:`RetryPolicy` decides whether and when a failed item is tried again.
+
+The scheduler owns everything else (ordering, the input window, retries, timeouts,
+progress), so a backend only has to run what it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+__all__ = ["Backend", "RateLimiter", "RetryPolicy", "RunInfo", "RunSummary"]
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Where one run's tasks execute: the contract every executor plugin implements.
+
+    A backend is built for one run by the ``pyarallel_executor`` hook and used from one
+    thread (the scheduler's). It may wrap a long-lived pool that outlives the run.
+
+    The scheduler keeps at most ``capacity`` tasks submitted and unfinished (more only
+    when it dispatches several items per task), so a backend need not queue much.
+    """
+
+    @property
+    def name(self) -> str:
+        """A short name for logs and errors, e.g. ``"thread"``."""
+        ...
+
+    @property
+    def capacity(self) -> int:
+        """How many tasks can run at the same time (the number of workers); at least 1."""
+        ...
+
+    def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        """Schedule ``fn(*args)`` and return a future for its result.
+
+        ``fn`` is a module-level function of pyarallel's and ``args`` hold the user's
+        function and items. The future's exception is the exception ``fn`` raised, or one
+        of pyarallel's :class:`~pyarallel.ItemError` subclasses when the backend itself
+        could not run the task (:class:`~pyarallel.SerializationError` when the task or
+        its result cannot be sent, :class:`~pyarallel.WorkerCrashedError` when the worker
+        running *this* task died). Callbacks added to the future may run in any thread.
+        """
+        ...
+
+    def close(self, *, abort: bool) -> None:
+        """End the run; must return promptly.
+
+        ``abort=False``: every submitted task has finished; release per-run resources
+        (a shared pool may stay warm for the next run). ``abort=True``: the run stopped
+        early (timeout, Ctrl-C, an error, a stream closed by its consumer): cancel what
+        is queued and stop what is running as far as the backend can (a process backend
+        terminates its workers). The scheduler ignores futures still pending afterwards.
+        """
+        ...
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """Paces the start of attempts. Must be safe to use from several threads at once."""
+
+    def try_acquire(self) -> float:
+        """Take the right to start one call now.
+
+        Return ``0.0`` when granted. Otherwise take nothing and return how many seconds
+        to wait before asking again (a positive number). Never blocks, so the same
+        limiter serves threads and event loops alike.
+        """
+        ...
+
+
+@runtime_checkable
+class RetryPolicy(Protocol):
+    """Decides, after an item's attempt failed, whether and when to try it again."""
+
+    def next_delay(self, attempt: int, error: BaseException) -> float | None:
+        """Return the seconds to wait before the next attempt, or ``None`` to give up.
+
+        ``attempt`` is the number of the attempt that just failed (1 for the first) and
+        ``error`` its exception. The scheduler waits out the delay without occupying a
+        worker. May be called from any thread.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What observers are told about a run when it starts; the same object is passed to
+    every observer hook of that run.
+
+    ``total`` is the number of input items when known up front, else ``None``.
+    ``options`` holds the remaining options as given (``rate_limit``, ``retry``,
+    ``timeout``, ``batch_size``...).
+    """
+
+    run_id: int
+    function: str
+    executor: str
+    workers: int
+    total: int | None
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """How a run ended, given to ``pyarallel_run_end``.
+
+    ``outcome`` is ``"completed"`` (every item finished), ``"timed_out"``, ``"interrupted"``
+    (Ctrl-C, cancellation or a stream closed early) or ``"error"`` (an exception escaped,
+    e.g. from a progress callback). ``error`` is that exception, if any.
+    """
+
+    outcome: str
+    succeeded: int
+    failed: int
+    retries: int
+    seconds: float
+    error: BaseException | None = None
