@@ -34,7 +34,7 @@ class ParallelFunction(Generic[P, R]):
     def __init__(self, fn: Callable[P, R], defaults: RunOptions) -> None:
         self._fn = fn
         self._defaults = defaults
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._fn(*args, **kwargs)
@@ -44,12 +44,16 @@ class ParallelFunction(Generic[P, R]):
         options = self._defaults.with_overrides(overrides)
         return collect(make_plan(self._fn, items, options, star=False, materialize_unsized=True))
 
-    def starmap(self, items: Iterable[Iterable[Any]], /, **overrides: Unpack[RunOptionOverrides]) -> ParallelResult[R]:
+    def starmap(
+        self, items: Iterable[Iterable[Any]], /, **overrides: Unpack[RunOptionOverrides]
+    ) -> ParallelResult[R]:
         """``parallel_starmap(self, items, ...)`` with the decorator's options as defaults."""
         options = self._defaults.with_overrides(overrides)
         return collect(make_plan(self._fn, items, options, star=True, materialize_unsized=True))
 
-    def stream(self, items: Iterable[Any], /, **overrides: Unpack[RunOptionOverrides]) -> Iterator[ItemResult[R]]:
+    def stream(
+        self, items: Iterable[Any], /, **overrides: Unpack[RunOptionOverrides]
+    ) -> Iterator[ItemResult[R]]:
         """``parallel_iter(self, items, ...)`` with the decorator's options as defaults.
 
         A stream has no total ``timeout`` and no ``on_progress``: the decorator's defaults
@@ -58,7 +62,9 @@ class ParallelFunction(Generic[P, R]):
         refused = [name for name in _STREAM_REFUSES if name in overrides]
         if refused:
             raise TypeError(f"stream() does not accept {', '.join(refused)}; results stream as they complete")
-        options = self._defaults.with_overrides(overrides).with_overrides({"timeout": None, "on_progress": None})
+        options = self._defaults.with_overrides(overrides).with_overrides(
+            {"timeout": None, "on_progress": None}
+        )
         return stream(make_plan(self._fn, items, options, star=False, materialize_unsized=False))
 
     @overload
@@ -109,7 +115,9 @@ def parallel(
     Usable bare (``@parallel``) or with options (``@parallel(workers=8)``). Options are
     validated when the decorator is applied.
     """
-    defaults = validate_options(RunOptions(workers, executor, rate_limit, timeout, on_progress, batch_size, retry))
+    defaults = validate_options(
+        RunOptions(workers, executor, rate_limit, timeout, on_progress, batch_size, retry)
+    )
 
     def decorate(function: Callable[P, R]) -> ParallelFunction[P, R]:
         if not callable(function) and not isinstance(function, staticmethod | classmethod):

@@ -38,6 +38,9 @@ class ItemError(PyarallelError):
             return self.message
         return f"item {self.index}: {self.message}"
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only arguments are lost by Exception's default pickling.
         return (_rebuild_item_error, (type(self), self.message, self.index))

@@ -31,7 +31,13 @@ class Observers:
     def item_event(self, run: RunInfo, event: ItemResult[Any] | RetryEvent, done: int, seen: int) -> None:
         if isinstance(event, RetryEvent):
             if self._item_retry is not None:
-                self._item_retry(run=run, index=event.index, attempt=event.attempt, error=event.error, delay=event.delay)
+                self._item_retry(
+                    run=run,
+                    index=event.index,
+                    attempt=event.attempt,
+                    error=event.error,
+                    delay=event.delay,
+                )
         elif self._item_result is not None:
             self._item_result(run=run, result=event, done=done, seen=seen)
 

@@ -59,7 +59,9 @@ class RunOptions:
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(known))}")
+            raise TypeError(
+                f"unknown option(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(known))}"
+            )
         return replace(self, **overrides)
 
     def check_executor(self) -> None:
@@ -182,7 +184,9 @@ def _normalise_rate_limit(rate_limit: object) -> object:
     if isinstance(rate_limit, int | float) and not isinstance(rate_limit, bool):
         return RateLimit(check_positive_number("rate_limit", rate_limit))
     if isinstance(rate_limit, bool):
-        raise TypeError(f"rate_limit must be a RateLimit, a number of calls per second, or None; got {rate_limit!r}")
+        raise TypeError(
+            f"rate_limit must be a RateLimit, a number of calls per second, or None; got {rate_limit!r}"
+        )
     return rate_limit
 
 
@@ -203,5 +207,7 @@ def _resolve_retry_policy(retry: object) -> RetryPolicy | None:
         return None
     policy: RetryPolicy | None = _plugins.plugin_manager().hook.pyarallel_retry_policy(retry=retry)
     if policy is None:
-        raise TypeError(f"retry must be a Retry, None, or an object a retry-policy plugin accepts; got {retry!r}")
+        raise TypeError(
+            f"retry must be a Retry, None, or an object a retry-policy plugin accepts; got {retry!r}"
+        )
     return policy

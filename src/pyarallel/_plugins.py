@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import pluggy
 
@@ -102,16 +104,13 @@ def list_plugins() -> list[PluginInfo]:
     """Every registered plugin, in the order they are asked (most recently registered first)."""
     manager = plugin_manager()
     distributions = {
-        id(plugin): f"{dist.project_name} {dist.version}"
-        for plugin, dist in manager.list_plugin_distinfo()
+        id(plugin): f"{dist.project_name} {dist.version}" for plugin, dist in manager.list_plugin_distinfo()
     }
     executors = executor_names_by_plugin()
     infos = []
     for name, plugin in reversed(manager.list_name_plugin()):
         hooks = tuple(sorted(caller.name for caller in manager.get_hookcallers(plugin) or ()))
-        infos.append(
-            PluginInfo(name, hooks, tuple(executors.get(name, ())), distributions.get(id(plugin)))
-        )
+        infos.append(PluginInfo(name, hooks, tuple(executors.get(name, ())), distributions.get(id(plugin))))
     return infos
 
 
@@ -120,15 +119,14 @@ def executor_names_by_plugin() -> dict[str, list[str]]:
     manager = plugin_manager()
     names: dict[str, list[str]] = {}
     for impl in reversed(manager.hook.pyarallel_executor_names.get_hookimpls()):
-        names[impl.plugin_name] = list(impl.function())
+        provided = cast(Iterable[str], impl.function())
+        names[impl.plugin_name] = list(provided)
     return names
 
 
 def describe_executor_names() -> str:
     """A human list such as ``'thread' (pyarallel._builtin.thread_executor), ...``."""
     listed = [
-        f"{name!r} ({plugin})"
-        for plugin, names in executor_names_by_plugin().items()
-        for name in names
+        f"{name!r} ({plugin})" for plugin, names in executor_names_by_plugin().items() for name in names
     ]
     return ", ".join(listed) or "none"

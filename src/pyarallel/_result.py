@@ -21,6 +21,9 @@ class ItemResult(Generic[R]):
     """
 
     __slots__ = ("_error", "_index", "_value")
+    _index: int
+    _value: R | None
+    _error: BaseException | None
 
     def __init__(self, index: int, value: R | None = None, error: BaseException | None = None) -> None:
         object.__setattr__(self, "_index", index)
@@ -43,7 +46,7 @@ class ItemResult(Generic[R]):
     @property
     def index(self) -> int:
         """The item's position in the input."""
-        return self._index  # type: ignore[no-any-return]
+        return self._index
 
     @property
     def ok(self) -> bool:
@@ -53,12 +56,12 @@ class ItemResult(Generic[R]):
     @property
     def value(self) -> R | None:
         """The function's return value for a successful item; ``None`` for a failure."""
-        return self._value  # type: ignore[no-any-return]
+        return self._value
 
     @property
     def error(self) -> Exception | None:
         """The exception a failed item ended with; ``None`` for a success."""
-        return self._error  # type: ignore[no-any-return]
+        return self._error  # type: ignore[return-value]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ItemResult):

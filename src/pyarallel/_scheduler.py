@@ -116,10 +116,14 @@ class Schedule:
 
     def wake_at(self) -> float | None:
         """When ``next_tasks`` may have something new to start without any task finishing."""
-        times = [t for t in (self._token_due, self._backoff[0][0] if self._backoff else None) if t is not None]
+        times = [
+            t for t in (self._token_due, self._backoff[0][0] if self._backoff else None) if t is not None
+        ]
         return min(times) if times else None
 
-    def finish_task(self, task: Task, outcomes: list[Outcome] | BaseException, now: float) -> list[ItemResult[Any] | RetryEvent]:
+    def finish_task(
+        self, task: Task, outcomes: list[Outcome] | BaseException, now: float
+    ) -> list[ItemResult[Any] | RetryEvent]:
         """Record a finished task: ``outcomes`` has one ``(ok, value_or_error)`` per item,
         or is the exception that failed the whole task."""
         self._in_flight -= 1
@@ -145,7 +149,8 @@ class Schedule:
         ]
         if self.total is not None:
             results.extend(
-                ItemResult.failure(index, ItemTimeoutError(index, timeout)) for index in range(self.seen, self.total)
+                ItemResult.failure(index, ItemTimeoutError(index, timeout))
+                for index in range(self.seen, self.total)
             )
             self.seen = self.total
         self._unfinished.clear()

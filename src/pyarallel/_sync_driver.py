@@ -55,7 +55,10 @@ def execute(plan: RunPlan) -> Iterator[ItemResult[Any]]:
                 observers.item_event(run, event, schedule.done, schedule.seen)
             if isinstance(event, ItemResult):
                 if on_progress is not None:
-                    on_progress(schedule.done, schedule.total if schedule.total is not None else schedule.seen)
+                    on_progress(
+                        schedule.done,
+                        schedule.total if schedule.total is not None else schedule.seen,
+                    )
                 yield event
 
     try:

@@ -232,8 +232,7 @@ def _deliver(future: Future[Any], inner: Future[bytes]) -> None:
 
 def _fail_crashed(task: _Task) -> None:
     failure = WorkerCrashedError(
-        "the worker process running it died (os._exit, a signal such as a segfault, "
-        "or the OOM killer)"
+        "the worker process running it died (os._exit, a signal such as a segfault, or the OOM killer)"
     )
     failure.__cause__ = task.crash
     task.future.set_exception(failure)
