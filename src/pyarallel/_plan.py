@@ -107,14 +107,14 @@ class RunPlan:
             )
         return backend
 
-    def describe(self, backend: Backend) -> RunInfo:
+    def describe(self, executor: str, workers: int) -> RunInfo:
         """The ``RunInfo`` observers receive."""
         options = self.options
         return RunInfo(
             run_id=next(_run_ids),
             function=getattr(self.fn, "__qualname__", repr(self.fn)),
-            executor=backend.name,
-            workers=backend.capacity,
+            executor=executor,
+            workers=workers,
             total=self.total,
             options={
                 "rate_limit": options.rate_limit,

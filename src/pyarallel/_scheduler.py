@@ -88,6 +88,7 @@ class Schedule:
         self.done = 0  # items finished
         self.succeeded = 0
         self.retries = 0
+        self.expired = False  # set by expire()
 
     @property
     def finished(self) -> bool:
@@ -157,6 +158,7 @@ class Schedule:
         self._ready.clear()
         self._backoff.clear()
         self._exhausted = True
+        self.expired = True
         self.done += len(results)
         return results
 

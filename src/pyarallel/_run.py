@@ -1,0 +1,84 @@
+"""What every driver of a run shares: the schedule, the clock's deadline, progress and
+observer calls, and the end-of-run summary. A driver (sync or async) adds only the
+waiting and the way tasks execute."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pyarallel._observers import Observers
+from pyarallel._plan import RunPlan
+from pyarallel._result import ItemResult
+from pyarallel._scheduler import RetryEvent, Schedule
+from pyarallel.contracts import RunInfo, RunSummary
+
+__all__ = ["Run"]
+
+
+class Run:
+    """One run in progress: its ``schedule`` plus the bookkeeping around it."""
+
+    def __init__(self, plan: RunPlan, *, executor: str, capacity: int) -> None:
+        self.plan = plan
+        self.started = time.monotonic()
+        timeout = plan.options.timeout
+        self.deadline = None if timeout is None else self.started + timeout
+        self.schedule = Schedule(
+            plan.source,
+            total=plan.total,
+            window=plan.window,
+            capacity=capacity,
+            limiter=plan.limiter,
+            retry=plan.retry_policy,
+        )
+        self.info: RunInfo = plan.describe(executor, capacity)
+        self._observers = Observers()
+        self._on_progress = plan.options.on_progress
+        self._observers.run_start(self.info)
+
+    def expired(self, now: float) -> bool:
+        """True once the total timeout has passed."""
+        return self.deadline is not None and now >= self.deadline
+
+    def wake_at(self) -> float | None:
+        """The next moment the driver must act even if no task finishes."""
+        wake, deadline = self.schedule.wake_at(), self.deadline
+        if wake is None or (deadline is not None and deadline < wake):
+            return deadline
+        return wake
+
+    def deliver(self, events: list[ItemResult[Any] | RetryEvent]) -> list[ItemResult[Any]]:
+        """Report ``events`` to observers and progress; return the final results among them."""
+        schedule, observers, on_progress = self.schedule, self._observers, self._on_progress
+        if not observers.watch_items and on_progress is None:
+            return [event for event in events if isinstance(event, ItemResult)]
+        results = []
+        for event in events:
+            if observers.watch_items:
+                observers.item_event(self.info, event, schedule.done, schedule.seen)
+            if isinstance(event, ItemResult):
+                if on_progress is not None:
+                    total = schedule.total if schedule.total is not None else schedule.seen
+                    on_progress(schedule.done, total)
+                results.append(event)
+        return results
+
+    def expire(self) -> list[ItemResult[Any]]:
+        """End the run on its timeout: a timeout failure for every unfinished item."""
+        return self.deliver(list(self.schedule.expire(self.plan.options.timeout or 0.0)))
+
+    def end(self, outcome: str, error: BaseException | None = None) -> None:
+        """Tell observers how the run ended."""
+        schedule = self.schedule
+        self._observers.run_end(
+            self.info,
+            RunSummary(
+                outcome=outcome,
+                succeeded=schedule.succeeded,
+                failed=schedule.done - schedule.succeeded,
+                retries=schedule.retries,
+                seconds=time.monotonic() - self.started,
+                error=error,
+            ),
+        )
