@@ -6,12 +6,14 @@ The whole public API is re-exported here; plugin authors also use
 """
 
 from pyarallel._api import parallel_iter, parallel_map, parallel_starmap
-from pyarallel._decorator import ParallelFunction, parallel
+from pyarallel._async_api import async_parallel_iter, async_parallel_map, async_parallel_starmap
+from pyarallel._decorator import AsyncParallelFunction, ParallelFunction, async_parallel, parallel
 from pyarallel._errors import (
     ItemError,
     ItemTimeoutError,
     PyarallelError,
     SerializationError,
+    TaskTimeoutError,
     WorkerCrashedError,
 )
 from pyarallel._options import RateLimit, Retry
@@ -22,6 +24,7 @@ from pyarallel.hookspecs import hookimpl
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncParallelFunction",
     "ItemError",
     "ItemResult",
     "ItemTimeoutError",
@@ -32,7 +35,12 @@ __all__ = [
     "RateLimit",
     "Retry",
     "SerializationError",
+    "TaskTimeoutError",
     "WorkerCrashedError",
+    "async_parallel",
+    "async_parallel_iter",
+    "async_parallel_map",
+    "async_parallel_starmap",
     "hookimpl",
     "list_plugins",
     "parallel",

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from pyarallel._options import ProgressCallback, RateLimit, Retry
 from pyarallel._plan import RunOptions, RunPlan, make_plan
-from pyarallel._result import ItemResult, ParallelResult
+from pyarallel._result import ItemResult, ParallelResult, ResultCollector
 from pyarallel._sync_driver import execute
 
 __all__ = ["collect", "parallel_iter", "parallel_map", "parallel_starmap", "stream"]
@@ -95,17 +95,10 @@ def parallel_iter(
 
 def collect(plan: RunPlan) -> ParallelResult[Any]:
     """Run ``plan`` and gather its results in input order."""
-    values: list[Any] = [None] * plan.total if plan.total is not None else []
-    errors: dict[int, Exception] = {}
+    collector: ResultCollector[Any] = ResultCollector(plan.total)
     for result in execute(plan):
-        index = result.index
-        if index >= len(values):
-            values.extend([None] * (index + 1 - len(values)))
-        if result.ok:
-            values[index] = result.value
-        else:
-            errors[index] = result.error  # type: ignore[assignment]
-    return ParallelResult._from_parts(values, errors)
+        collector.add(result)
+    return collector.result()
 
 
 def stream(plan: RunPlan) -> Iterator[ItemResult[Any]]:

@@ -12,6 +12,7 @@ __all__ = [
     "ItemTimeoutError",
     "PyarallelError",
     "SerializationError",
+    "TaskTimeoutError",
     "WorkerCrashedError",
 ]
 
@@ -66,6 +67,11 @@ class SerializationError(ItemError):
     Raised for process (and other out-of-process) executors; ``__cause__`` holds the
     pickling error.
     """
+
+
+class TaskTimeoutError(ItemError, TimeoutError):
+    """One attempt of an async item ran longer than ``task_timeout``; its coroutine was
+    cancelled. Like any failure it may be retried. It is a ``TimeoutError``."""
 
 
 class ItemTimeoutError(PyarallelError, TimeoutError):

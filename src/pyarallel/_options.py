@@ -71,6 +71,26 @@ def check_callable(parameter: str, value: object) -> None:
         _refuse(parameter, value, "callable", TypeError)
 
 
+def check_coroutine_function(parameter: str, value: object) -> None:
+    """Raise ``TypeError`` unless calling ``value`` returns a coroutine (an ``async def``
+    function or method, a partial of one, or an object with an ``async def __call__``)."""
+    if is_coroutine_function(value):
+        return
+    if callable(value):
+        _refuse(parameter, value, "an async function (defined with 'async def')", TypeError)
+    _refuse(parameter, value, "an async function (defined with 'async def'); it is not callable", TypeError)
+
+
+def is_coroutine_function(value: object) -> bool:
+    """True if calling ``value`` returns a coroutine, as far as can be told without calling it."""
+    import inspect
+
+    if inspect.iscoroutinefunction(value) or getattr(value, "_pyarallel_async", False):
+        return True
+    call = getattr(value, "__call__", None)  # noqa: B004 - a callable object's method, not a test
+    return not inspect.isfunction(value) and inspect.iscoroutinefunction(call)
+
+
 def check_optional_callable(parameter: str, value: object) -> None:
     """Raise ``TypeError`` unless ``value`` is callable or ``None``."""
     if value is not None and not callable(value):

@@ -8,8 +8,8 @@ will serve the run (once per run, never per item).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sized
-from dataclasses import dataclass, fields, replace
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sized
+from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
 from pyarallel import _plugins
@@ -17,6 +17,7 @@ from pyarallel._options import (
     ProgressCallback,
     RateLimit,
     check_callable,
+    check_coroutine_function,
     check_count,
     check_iterable,
     check_optional_callable,
@@ -25,7 +26,14 @@ from pyarallel._options import (
 )
 from pyarallel.contracts import Backend, RateLimiter, RetryPolicy, RunInfo
 
-__all__ = ["RunOptionOverrides", "RunOptions", "RunPlan", "make_plan", "validate_options"]
+__all__ = [
+    "AsyncRunOptionOverrides",
+    "RunOptionOverrides",
+    "RunOptions",
+    "RunPlan",
+    "make_plan",
+    "validate_options",
+]
 
 _run_ids = itertools.count(1)
 
@@ -42,6 +50,18 @@ class RunOptionOverrides(TypedDict, total=False):
     retry: Any
 
 
+class AsyncRunOptionOverrides(TypedDict, total=False):
+    """Per-call overrides accepted by ``@async_parallel``'s ``.map``, ``.starmap`` and ``.stream``."""
+
+    concurrency: int
+    rate_limit: RateLimit | float | None
+    timeout: float | None
+    task_timeout: float | None
+    on_progress: ProgressCallback | None
+    batch_size: int | None
+    retry: Any
+
+
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     """The options of one call, as given (not yet validated)."""
@@ -53,14 +73,15 @@ class RunOptions:
     on_progress: ProgressCallback | None = None
     batch_size: int | None = None
     retry: Any = None
+    task_timeout: float | None = None  # async API only
 
-    def with_overrides(self, overrides: RunOptionOverrides) -> RunOptions:
-        """A copy with ``overrides`` applied; unknown names raise ``TypeError``."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
+    def with_overrides(self, overrides: Mapping[str, Any], allowed: Iterable[str]) -> RunOptions:
+        """A copy with ``overrides`` applied; names outside ``allowed`` raise ``TypeError``."""
+        allowed = set(allowed)
+        unknown = sorted(set(overrides) - allowed)
         if unknown:
             raise TypeError(
-                f"unknown option(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(known))}"
+                f"unknown option(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}"
             )
         return replace(self, **overrides)
 
@@ -86,7 +107,8 @@ class RunPlan:
 
     fn: Callable[..., Any]
     star: bool
-    source: Iterator[Any]
+    source: Iterator[Any] | None  # a sync input, read by the schedule
+    async_source: AsyncIterator[Any] | None  # an async input, read by the async driver
     total: int | None
     window: int | None
     options: RunOptions
@@ -133,16 +155,33 @@ def make_plan(
     *,
     star: bool,
     materialize_unsized: bool,
+    asynchronous: bool = False,
 ) -> RunPlan:
     """Validate ``fn``, ``items`` and ``options`` and resolve the plugins for one run.
 
     An unsized ``items`` is read lazily when ``batch_size`` is set or when
     ``materialize_unsized`` is false; otherwise it is read into a list first so that the
-    total is known.
+    total is known. ``asynchronous`` plans need a coroutine function and also accept an
+    async iterable.
     """
-    check_callable("fn", fn)
+    if asynchronous:
+        check_coroutine_function("fn", fn)
+    else:
+        check_callable("fn", fn)
+    options = validate_options(options, asynchronous=asynchronous)
+    if asynchronous and hasattr(items, "__aiter__"):
+        return RunPlan(
+            fn=fn,  # type: ignore[arg-type]
+            star=star,
+            source=None,
+            async_source=items.__aiter__(),
+            total=len(items) if isinstance(items, Sized) else None,
+            window=options.batch_size,
+            options=options,
+            limiter=_resolve_rate_limiter(options.rate_limit),
+            retry_policy=_resolve_retry_policy(options.retry),
+        )
     check_iterable("items", items)
-    options = validate_options(options)
     limiter = _resolve_rate_limiter(options.rate_limit)
     retry_policy = _resolve_retry_policy(options.retry)
 
@@ -158,6 +197,7 @@ def make_plan(
         fn=fn,  # type: ignore[arg-type]
         star=star,
         source=iter(items),  # type: ignore[call-overload]
+        async_source=None,
         total=total,
         window=options.batch_size,
         options=options,
@@ -166,14 +206,23 @@ def make_plan(
     )
 
 
-def validate_options(options: RunOptions) -> RunOptions:
+def validate_options(options: RunOptions, *, asynchronous: bool = False) -> RunOptions:
     """Check every option (raising ``ValueError``/``TypeError`` naming the bad one) and
-    return them normalised (a number ``rate_limit`` becomes a ``RateLimit``)."""
-    check_count("workers", options.workers)
+    return them normalised (a number ``rate_limit`` becomes a ``RateLimit``).
+
+    Async runs call the worker count ``concurrency``, require it, and use no executor.
+    """
+    if asynchronous:
+        check_count("concurrency", options.workers, optional=False)
+        task_timeout = check_timeout("task_timeout", options.task_timeout)
+        if task_timeout == 0:
+            raise ValueError("task_timeout must be a number > 0 or None; got 0")
+    else:
+        check_count("workers", options.workers)
+        options.check_executor()
     check_count("batch_size", options.batch_size)
     timeout = check_timeout("timeout", options.timeout)
     check_optional_callable("on_progress", options.on_progress)
-    options.check_executor()
     rate_limit = _normalise_rate_limit(options.rate_limit)
     _resolve_rate_limiter(rate_limit)
     _resolve_retry_policy(options.retry)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Generic, TypeVar, overload
 
-__all__ = ["ItemResult", "ParallelResult"]
+__all__ = ["ItemResult", "ParallelResult", "ResultCollector"]
 
 R = TypeVar("R")
 
@@ -176,3 +176,25 @@ class ParallelResult(Sequence[R]):
             return f"ParallelResult({self._values!r})"
         shown = ", ".join(repr(v) for v in self._values[:_REPR_MAX_VALUES])
         return f"ParallelResult([{shown}, ...], {len(self._values)} items)"
+
+
+class ResultCollector(Generic[R]):
+    """Gathers item results arriving in any order into a ``ParallelResult``."""
+
+    def __init__(self, total: int | None) -> None:
+        self._values: list[R | None] = [None] * total if total is not None else []
+        self._errors: dict[int, Exception] = {}
+
+    def add(self, result: ItemResult[R]) -> None:
+        """Place one item's result at its index."""
+        index, values = result.index, self._values
+        if index >= len(values):
+            values.extend([None] * (index + 1 - len(values)))
+        if result.ok:
+            values[index] = result.value
+        else:
+            self._errors[index] = result.error  # type: ignore[assignment]
+
+    def result(self) -> ParallelResult[R]:
+        """The results gathered so far, in input order."""
+        return ParallelResult._from_parts(self._values, self._errors)

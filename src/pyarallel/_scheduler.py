@@ -60,11 +60,14 @@ class Schedule:
     ``window`` bounds how many items are taken from ``source`` ahead of completion
     (``None``: no bound beyond what the free workers need). ``capacity`` bounds how many
     tasks are in flight at once.
+
+    With ``source=None`` the driver feeds the input itself (an async iterator): it asks
+    ``needs_input()``, then calls ``admit(payload)`` or ``close_input()``.
     """
 
     def __init__(
         self,
-        source: Iterator[Any],
+        source: Iterator[Any] | None,
         *,
         total: int | None,
         window: int | None,
@@ -94,6 +97,23 @@ class Schedule:
     def finished(self) -> bool:
         """True once the input is exhausted and every item taken from it has finished."""
         return self._exhausted and not self._unfinished
+
+    def needs_input(self) -> bool:
+        """True when a driver-fed schedule has a free slot and nothing ready to fill it."""
+        return (
+            not self._exhausted
+            and not self._ready
+            and self._in_flight < self._capacity
+            and (self._window is None or len(self._unfinished) < self._window)
+        )
+
+    def admit(self, payload: Any) -> None:
+        """Take one more input item (driver-fed schedules)."""
+        self._ready.append(self._new_item(payload))
+
+    def close_input(self) -> None:
+        """The driver-fed input is exhausted."""
+        self._exhausted = True
 
     def next_tasks(self, now: float) -> list[Task]:
         """The tasks to submit now. Call again after any task finishes or at ``wake_at()``."""
@@ -189,13 +209,18 @@ class Schedule:
     def _next_ready(self) -> Item | None:
         if self._ready:
             return self._ready.popleft()
-        if self._exhausted or (self._window is not None and len(self._unfinished) >= self._window):
+        if self._source is None or self._exhausted:
+            return None
+        if self._window is not None and len(self._unfinished) >= self._window:
             return None
         try:
             payload = next(self._source)
         except StopIteration:
             self._exhausted = True
             return None
+        return self._new_item(payload)
+
+    def _new_item(self, payload: Any) -> Item:
         item = Item(self.seen, payload)
         self._unfinished[item.index] = item
         self.seen += 1

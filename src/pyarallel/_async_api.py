@@ -1,0 +1,129 @@
+"""The asynchronous public functions, the mirror of ``_api``: thin layers that assemble
+options and run the shared scheduler on the running event loop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from pyarallel._async_driver import execute_async
+from pyarallel._options import ProgressCallback, RateLimit, Retry
+from pyarallel._plan import RunOptions, RunPlan, make_plan
+from pyarallel._result import ItemResult, ParallelResult, ResultCollector
+
+__all__ = [
+    "async_collect",
+    "async_options",
+    "async_parallel_iter",
+    "async_parallel_map",
+    "async_parallel_starmap",
+]
+
+R = TypeVar("R")
+AsyncItems = Iterable[Any] | AsyncIterable[Any]
+
+
+def async_options(  # noqa: PLR0917 - one argument per option, in the documented order
+    concurrency: int,
+    rate_limit: object,
+    timeout: float | None,
+    task_timeout: float | None,
+    on_progress: ProgressCallback | None,
+    batch_size: int | None,
+    retry: object,
+) -> RunOptions:
+    """The ``RunOptions`` of an async call (``concurrency`` is kept as ``workers``)."""
+    return RunOptions(
+        workers=concurrency,
+        executor=None,
+        rate_limit=rate_limit,
+        timeout=timeout,
+        on_progress=on_progress,
+        batch_size=batch_size,
+        retry=retry,
+        task_timeout=task_timeout,
+    )
+
+
+async def async_parallel_map(
+    fn: Callable[[Any], Awaitable[R]],
+    items: AsyncItems,
+    *,
+    concurrency: int = 4,
+    rate_limit: RateLimit | float | None = None,
+    timeout: float | None = None,
+    task_timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
+    batch_size: int | None = None,
+    retry: Retry | None = None,
+) -> ParallelResult[R]:
+    """Await ``fn(item)`` for every item, at most ``concurrency`` at once, and return the
+    results in input order.
+
+    ``items`` may be a sync or an async iterable; it is read lazily, as slots free up, and
+    never drained into a list first (so for an unsized input ``on_progress`` receives the
+    number of items seen so far as its total). ``timeout`` is total wall clock: items not
+    finished by then fail with ``ItemTimeoutError``. ``task_timeout`` bounds each attempt:
+    its coroutine is cancelled and the attempt fails with ``TaskTimeoutError`` (retried
+    like any failure). Other options mean what they mean for ``parallel_map``; the rate
+    limiter waits without blocking the event loop.
+
+    When the calling task is cancelled, every coroutine started is cancelled and awaited
+    before ``CancelledError`` propagates. Invalid options, and an ``fn`` that is not an
+    async function, raise before any work starts.
+    """
+    options = async_options(concurrency, rate_limit, timeout, task_timeout, on_progress, batch_size, retry)
+    plan = make_plan(fn, items, options, star=False, materialize_unsized=False, asynchronous=True)
+    return await async_collect(plan)
+
+
+async def async_parallel_starmap(
+    fn: Callable[..., Awaitable[R]],
+    items: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
+    *,
+    concurrency: int = 4,
+    rate_limit: RateLimit | float | None = None,
+    timeout: float | None = None,
+    task_timeout: float | None = None,
+    on_progress: ProgressCallback | None = None,
+    batch_size: int | None = None,
+    retry: Retry | None = None,
+) -> ParallelResult[R]:
+    """Like :func:`async_parallel_map`, but awaits ``fn(*item)`` for every item."""
+    options = async_options(concurrency, rate_limit, timeout, task_timeout, on_progress, batch_size, retry)
+    plan = make_plan(fn, items, options, star=True, materialize_unsized=False, asynchronous=True)
+    return await async_collect(plan)
+
+
+def async_parallel_iter(
+    fn: Callable[[Any], Awaitable[R]],
+    items: AsyncItems,
+    *,
+    concurrency: int = 4,
+    rate_limit: RateLimit | float | None = None,
+    task_timeout: float | None = None,
+    batch_size: int | None = None,
+    retry: Retry | None = None,
+) -> AsyncIterator[ItemResult[R]]:
+    """An async generator of ``ItemResult`` in completion order; nothing is accumulated.
+
+    Options are validated when this is called, before iteration starts. Closing the
+    generator early (``aclose()``, ``contextlib.aclosing``) cancels and awaits every
+    coroutine in flight; the input is not pulled again.
+    """
+    options = async_options(concurrency, rate_limit, None, task_timeout, None, batch_size, retry)
+    return execute_async(
+        make_plan(fn, items, options, star=False, materialize_unsized=False, asynchronous=True)
+    )
+
+
+async def async_collect(plan: RunPlan) -> ParallelResult[Any]:
+    """Run ``plan`` on the running loop and gather its results in input order."""
+    collector: ResultCollector[Any] = ResultCollector(plan.total)
+    results = execute_async(plan)
+    try:
+        async for result in results:
+            collector.add(result)
+    finally:
+        await results.aclose()
+    return collector.result()
