@@ -1,27 +1,67 @@
-"""pyarallel: fan a function out over many items on threads or processes, with rate
-limiting, per-item retry, timeouts, progress and structured results.
+"""pyarallel: fan a function out over many items on threads, processes or an event loop,
+with rate limiting, per-item retry, timeouts, progress and structured results.
 
 The whole public API is re-exported here; plugin authors also use
 :mod:`pyarallel.hookspecs` and :mod:`pyarallel.contracts`.
+
+Names are loaded on first access, so ``import pyarallel`` costs almost nothing and the
+process machinery (loky, cloudpickle) and asyncio are imported only when used.
 """
 
-from pyarallel._api import parallel_iter, parallel_map, parallel_starmap
-from pyarallel._async_api import async_parallel_iter, async_parallel_map, async_parallel_starmap
-from pyarallel._decorator import AsyncParallelFunction, ParallelFunction, async_parallel, parallel
-from pyarallel._errors import (
-    ItemError,
-    ItemTimeoutError,
-    PyarallelError,
-    SerializationError,
-    TaskTimeoutError,
-    WorkerCrashedError,
-)
-from pyarallel._options import RateLimit, Retry
-from pyarallel._plugins import PluginInfo, list_plugins, register_plugin, unregister_plugin
-from pyarallel._result import ItemResult, ParallelResult
-from pyarallel.hookspecs import hookimpl
+from __future__ import annotations
+
+import importlib
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would double the import time
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pyarallel._api import parallel_iter, parallel_map, parallel_starmap
+    from pyarallel._async_api import async_parallel_iter, async_parallel_map, async_parallel_starmap
+    from pyarallel._async_decorator import AsyncParallelFunction, async_parallel
+    from pyarallel._decorator import ParallelFunction, parallel
+    from pyarallel._errors import (
+        ItemError,
+        ItemTimeoutError,
+        PyarallelError,
+        SerializationError,
+        TaskTimeoutError,
+        WorkerCrashedError,
+    )
+    from pyarallel._options import RateLimit, Retry
+    from pyarallel._plugins import PluginInfo, list_plugins, register_plugin, unregister_plugin
+    from pyarallel._result import ItemResult, ParallelResult
+    from pyarallel.hookspecs import hookimpl
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    "parallel_map": "pyarallel._api",
+    "parallel_starmap": "pyarallel._api",
+    "parallel_iter": "pyarallel._api",
+    "async_parallel_map": "pyarallel._async_api",
+    "async_parallel_starmap": "pyarallel._async_api",
+    "async_parallel_iter": "pyarallel._async_api",
+    "parallel": "pyarallel._decorator",
+    "ParallelFunction": "pyarallel._decorator",
+    "async_parallel": "pyarallel._async_decorator",
+    "AsyncParallelFunction": "pyarallel._async_decorator",
+    "ItemError": "pyarallel._errors",
+    "ItemTimeoutError": "pyarallel._errors",
+    "PyarallelError": "pyarallel._errors",
+    "SerializationError": "pyarallel._errors",
+    "TaskTimeoutError": "pyarallel._errors",
+    "WorkerCrashedError": "pyarallel._errors",
+    "RateLimit": "pyarallel._options",
+    "Retry": "pyarallel._options",
+    "PluginInfo": "pyarallel._plugins",
+    "list_plugins": "pyarallel._plugins",
+    "register_plugin": "pyarallel._plugins",
+    "unregister_plugin": "pyarallel._plugins",
+    "ItemResult": "pyarallel._result",
+    "ParallelResult": "pyarallel._result",
+    "hookimpl": "pyarallel.hookspecs",
+}
 
 __all__ = [
     "AsyncParallelFunction",
@@ -50,3 +90,16 @@ __all__ = [
     "register_plugin",
     "unregister_plugin",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'pyarallel' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

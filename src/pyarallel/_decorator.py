@@ -1,38 +1,27 @@
-"""``@parallel`` and ``@async_parallel``: a function that still works as itself and gains
-``.map``, ``.starmap`` and ``.stream``."""
+"""``@parallel``: a function that still works as itself and gains ``.map``, ``.starmap``
+and ``.stream``."""
 
 from __future__ import annotations
 
 import functools
-import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
 from pyarallel._api import collect, stream
-from pyarallel._async_api import async_collect, async_options
-from pyarallel._async_driver import execute_async
 from pyarallel._options import ProgressCallback, RateLimit, Retry
-from pyarallel._plan import (
-    AsyncRunOptionOverrides,
-    RunOptionOverrides,
-    RunOptions,
-    make_plan,
-    validate_options,
-)
+from pyarallel._plan import RunOptionOverrides, RunOptions, make_plan, validate_options
 from pyarallel._result import ItemResult, ParallelResult
 
-__all__ = ["AsyncParallelFunction", "ParallelFunction", "async_parallel", "parallel"]
+__all__ = ["ParallelFunction", "bind", "parallel"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _SYNC_OPTIONS = ("workers", "executor", "rate_limit", "timeout", "on_progress", "batch_size", "retry")
 _SYNC_STREAM_OPTIONS = ("workers", "executor", "rate_limit", "batch_size", "retry")
-_ASYNC_OPTIONS = ("workers", "rate_limit", "timeout", "task_timeout", "on_progress", "batch_size", "retry")
-_ASYNC_STREAM_OPTIONS = ("workers", "rate_limit", "task_timeout", "batch_size", "retry")
 
 
-def _bind(fn: Any, instance: object | None, owner: type | None) -> Any | None:
+def bind(fn: Any, instance: object | None, owner: type | None) -> Any | None:
     """``fn`` bound as an attribute of ``instance``/``owner``, or None when it stays as is
     (a plain function looked up on its class)."""
     binder = getattr(fn, "__get__", None)
@@ -91,85 +80,11 @@ class ParallelFunction(Generic[P, R]):
     @overload
     def __get__(self, instance: object, owner: type | None = None) -> ParallelFunction[..., R]: ...
     def __get__(self, instance: object | None, owner: type | None = None) -> ParallelFunction[..., R]:
-        bound = _bind(self._fn, instance, owner)
+        bound = bind(self._fn, instance, owner)
         return self if bound is None else ParallelFunction(bound, self._defaults)
 
     def __repr__(self) -> str:
         return f"<parallel function {getattr(self._fn, '__qualname__', self._fn)!r}>"
-
-
-class AsyncParallelFunction(Generic[P, R]):
-    """An ``async def`` function decorated with ``@async_parallel``.
-
-    Calling it returns the original coroutine. ``await .map(items)``, ``await
-    .starmap(items)`` and ``async for ... in .stream(items)`` fan it out like
-    ``async_parallel_map``, ``async_parallel_starmap`` and ``async_parallel_iter``, with the
-    decorator's options as defaults that every call may override by keyword. Binds on
-    instances, under ``@staticmethod``, and on top of ``@classmethod`` like ``@parallel``.
-    """
-
-    _pyarallel_async = True  # lets async_parallel_map accept it as an async function
-
-    def __init__(self, fn: Callable[P, Awaitable[R]], defaults: RunOptions) -> None:
-        self._fn = fn
-        self._defaults = defaults
-        functools.update_wrapper(self, fn)
-        if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
-            inspect.markcoroutinefunction(self)
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
-        return self._fn(*args, **kwargs)
-
-    async def map(
-        self, items: Iterable[Any] | AsyncIterable[Any], /, **overrides: Unpack[AsyncRunOptionOverrides]
-    ) -> ParallelResult[R]:
-        """``async_parallel_map`` of this function, with the decorator's options as defaults."""
-        options = self._options(overrides, _ASYNC_OPTIONS)
-        return await async_collect(self._plan(items, options, star=False))
-
-    async def starmap(
-        self,
-        items: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
-        /,
-        **overrides: Unpack[AsyncRunOptionOverrides],
-    ) -> ParallelResult[R]:
-        """``async_parallel_starmap`` of this function, with the decorator's options as defaults."""
-        options = self._options(overrides, _ASYNC_OPTIONS)
-        return await async_collect(self._plan(items, options, star=True))
-
-    def stream(
-        self, items: Iterable[Any] | AsyncIterable[Any], /, **overrides: Unpack[AsyncRunOptionOverrides]
-    ) -> AsyncIterator[ItemResult[R]]:
-        """``async_parallel_iter`` of this function, with the decorator's options as defaults.
-
-        A stream has no total ``timeout`` and no ``on_progress``: the decorator's defaults
-        for those do not apply, and passing them here raises ``TypeError``.
-        """
-        options = self._options(overrides, _ASYNC_STREAM_OPTIONS)
-        options = options.with_overrides({"timeout": None, "on_progress": None}, _ASYNC_OPTIONS)
-        return execute_async(self._plan(items, options, star=False))
-
-    def _options(self, overrides: AsyncRunOptionOverrides, allowed: tuple[str, ...]) -> RunOptions:
-        renamed: dict[str, Any] = dict(overrides)
-        if "concurrency" in renamed:
-            renamed["workers"] = renamed.pop("concurrency")
-        elif "workers" in renamed:
-            raise TypeError("async functions take concurrency=, not workers=")
-        return self._defaults.with_overrides(renamed, allowed)
-
-    def _plan(self, items: Any, options: RunOptions, *, star: bool) -> Any:
-        return make_plan(self._fn, items, options, star=star, materialize_unsized=False, asynchronous=True)
-
-    @overload
-    def __get__(self, instance: None, owner: type | None = None) -> AsyncParallelFunction[P, R]: ...
-    @overload
-    def __get__(self, instance: object, owner: type | None = None) -> AsyncParallelFunction[..., R]: ...
-    def __get__(self, instance: object | None, owner: type | None = None) -> AsyncParallelFunction[..., R]:
-        bound = _bind(self._fn, instance, owner)
-        return self if bound is None else AsyncParallelFunction(bound, self._defaults)
-
-    def __repr__(self) -> str:
-        return f"<async parallel function {getattr(self._fn, '__qualname__', self._fn)!r}>"
 
 
 @overload
@@ -211,50 +126,5 @@ def parallel(
         if not callable(function) and not isinstance(function, staticmethod | classmethod):
             raise TypeError(f"@parallel must decorate a callable; got {function!r}")
         return ParallelFunction(function, defaults)
-
-    return decorate if fn is None else decorate(fn)
-
-
-@overload
-def async_parallel(fn: Callable[P, Awaitable[R]], /) -> AsyncParallelFunction[P, R]: ...
-@overload
-def async_parallel(
-    *,
-    concurrency: int = 4,
-    rate_limit: RateLimit | float | None = None,
-    timeout: float | None = None,
-    task_timeout: float | None = None,
-    on_progress: ProgressCallback | None = None,
-    batch_size: int | None = None,
-    retry: Retry | None = None,
-) -> Callable[[Callable[P, Awaitable[R]]], AsyncParallelFunction[P, R]]: ...
-def async_parallel(
-    fn: Callable[P, Awaitable[R]] | None = None,
-    /,
-    *,
-    concurrency: int = 4,
-    rate_limit: RateLimit | float | None = None,
-    timeout: float | None = None,
-    task_timeout: float | None = None,
-    on_progress: ProgressCallback | None = None,
-    batch_size: int | None = None,
-    retry: Retry | None = None,
-) -> AsyncParallelFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], AsyncParallelFunction[P, R]]:
-    """Decorate an ``async def`` function so that it keeps working as itself and gains
-    ``.map``, ``.starmap`` (both awaitable) and ``.stream`` (an async iterator); the options
-    given here are their defaults.
-
-    Usable bare or with options. Options are validated when the decorator is applied, and
-    decorating a function that is not ``async def`` raises ``TypeError``.
-    """
-    options = async_options(concurrency, rate_limit, timeout, task_timeout, on_progress, batch_size, retry)
-    defaults = validate_options(options, asynchronous=True)
-
-    def decorate(function: Callable[P, Awaitable[R]]) -> AsyncParallelFunction[P, R]:
-        from pyarallel._options import check_coroutine_function
-
-        target = function.__func__ if isinstance(function, staticmethod | classmethod) else function
-        check_coroutine_function("@async_parallel's function", target)
-        return AsyncParallelFunction(function, defaults)
 
     return decorate if fn is None else decorate(fn)
