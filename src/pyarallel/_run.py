@@ -19,7 +19,9 @@ __all__ = ["Run"]
 class Run:
     """One run in progress: its ``schedule`` plus the bookkeeping around it."""
 
-    def __init__(self, plan: RunPlan, *, executor: str, capacity: int) -> None:
+    def __init__(
+        self, plan: RunPlan, *, executor: str, capacity: int, task_seconds: float | None = None
+    ) -> None:
         self.plan = plan
         self.started = time.monotonic()
         timeout = plan.options.timeout
@@ -31,6 +33,7 @@ class Run:
             capacity=capacity,
             limiter=plan.limiter,
             retry=plan.retry_policy,
+            task_seconds=task_seconds,
         )
         self.info: RunInfo = plan.describe(executor, capacity)
         self._observers = Observers()

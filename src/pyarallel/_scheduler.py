@@ -74,11 +74,17 @@ class Schedule:
         capacity: int,
         limiter: RateLimiter | None,
         retry: RetryPolicy | None,
+        task_seconds: float | None = None,
     ) -> None:
         self._source = source
         self.total = total
         self._window = window
         self._capacity = capacity
+        # Without a rate limit, keep a second task per worker queued so no worker waits
+        # for the scheduler between two tasks. A rate-limited call must start when its
+        # token is drawn, so then nothing waits in a queue.
+        self._max_in_flight = capacity if limiter is not None else 2 * capacity
+        self._chunks = _ChunkSizer(task_seconds) if task_seconds and limiter is None else None
         self._limiter = limiter
         self._retry = retry
         self._ready: deque[Item] = deque()  # admitted, waiting for a worker
@@ -103,7 +109,7 @@ class Schedule:
         return (
             not self._exhausted
             and not self._ready
-            and self._in_flight < self._capacity
+            and self._in_flight < self._max_in_flight
             and (self._window is None or len(self._unfinished) < self._window)
         )
 
@@ -120,7 +126,7 @@ class Schedule:
         self._release_backoffs(now)
         self._token_due = None
         tasks: list[Task] = []
-        while self._in_flight < self._capacity:
+        while self._in_flight < self._max_in_flight:
             item = self._next_ready()
             if item is None:
                 break
@@ -130,9 +136,13 @@ class Schedule:
                     self._ready.appendleft(item)
                     self._token_due = now + wait
                     break
-            item.attempts += 1
+            task = [item]
+            if self._chunks is not None:
+                self._fill(task, self._chunks.size(self._remaining(), self._capacity))
+            for member in task:
+                member.attempts += 1
             self._in_flight += 1
-            tasks.append([item])
+            tasks.append(task)
         return tasks
 
     def wake_at(self) -> float | None:
@@ -143,11 +153,13 @@ class Schedule:
         return min(times) if times else None
 
     def finish_task(
-        self, task: Task, outcomes: list[Outcome] | BaseException, now: float
+        self, task: Task, outcomes: list[Outcome] | BaseException, now: float, seconds: float | None = None
     ) -> list[ItemResult[Any] | RetryEvent]:
         """Record a finished task: ``outcomes`` has one ``(ok, value_or_error)`` per item,
-        or is the exception that failed the whole task."""
+        or is the exception that failed the whole task; ``seconds`` is how long it ran."""
         self._in_flight -= 1
+        if seconds is not None and self._chunks is not None:
+            self._chunks.observe(seconds, len(task))
         if isinstance(outcomes, BaseException):
             if len(task) > 1 and isinstance(outcomes, ItemError):
                 # The backend could not run the task as a whole (e.g. one result could not
@@ -220,8 +232,50 @@ class Schedule:
             return None
         return self._new_item(payload)
 
+    def _fill(self, task: Task, size: int) -> None:
+        while len(task) < size:
+            item = self._next_ready()
+            if item is None:
+                return
+            task.append(item)
+
+    def _remaining(self) -> int | None:
+        """Items not yet started, when the input's size is known."""
+        if self.total is None:
+            return None
+        return self.total - self.seen + len(self._ready)
+
     def _new_item(self, payload: Any) -> Item:
         item = Item(self.seen, payload)
         self._unfinished[item.index] = item
         self.seen += 1
         return item
+
+
+class _ChunkSizer:
+    """Chooses how many items one task carries, from the measured time per item.
+
+    Tiny items are grouped so that a task lasts about ``task_seconds`` (the backend's
+    preferred task length, which amortises its per-task overhead); an item that takes
+    longer than that travels alone, so chunking never delays a slow item behind others.
+    Chunks are also kept small enough that every worker gets several near the end.
+    """
+
+    MAX_SIZE = 10_000
+
+    def __init__(self, task_seconds: float) -> None:
+        self._task_seconds = task_seconds
+        self._item_seconds: float | None = None  # moving average of the time per item
+
+    def observe(self, seconds: float, items: int) -> None:
+        per_item = seconds / items
+        previous = self._item_seconds
+        self._item_seconds = per_item if previous is None else 0.7 * previous + 0.3 * per_item
+
+    def size(self, remaining: int | None, workers: int) -> int:
+        if self._item_seconds is None:
+            return 1  # measure one item per task first
+        size = min(self.MAX_SIZE, int(self._task_seconds / max(self._item_seconds, 1e-9)))
+        if remaining is not None:
+            size = min(size, -(-remaining // (4 * workers)))
+        return max(1, size)

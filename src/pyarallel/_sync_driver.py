@@ -20,18 +20,18 @@ from pyarallel._plan import RunPlan
 from pyarallel._result import ItemResult
 from pyarallel._run import Run
 from pyarallel._scheduler import Task
-from pyarallel._tasks import Outcome, run_task
+from pyarallel._tasks import Outcome, TaskReport, run_task
 from pyarallel.contracts import Backend
 
 __all__ = ["execute"]
 
-_TaskFuture = Future[list[Outcome]]
+_TaskFuture = Future[TaskReport]
 
 
 def execute(plan: RunPlan) -> Iterator[ItemResult[Any]]:
     """Run ``plan``; yield every item's final result exactly once, in completion order."""
     backend = plan.start_backend()
-    run = Run(plan, executor=backend.name, capacity=backend.capacity)
+    run = Run(plan, executor=backend.name, capacity=backend.capacity, task_seconds=_task_seconds(backend))
     outcome, failure = "error", None
     try:
         yield from _drive(run, backend)
@@ -70,16 +70,23 @@ def _drive(run: Run, backend: Backend) -> Iterator[ItemResult[Any]]:
             continue
         while True:  # handle every task that has finished by now
             task = in_flight.pop(future)
-            yield from run.deliver(schedule.finish_task(task, _outcomes(future), time.monotonic()))
+            outcomes, seconds = _report(future)
+            yield from run.deliver(schedule.finish_task(task, outcomes, time.monotonic(), seconds))
             try:
                 future = completed.get_nowait()
             except Empty:
                 break
 
 
-def _outcomes(future: _TaskFuture) -> list[Outcome] | BaseException:
-    """The task's per-item outcomes, or the exception that failed the whole task."""
+def _report(future: _TaskFuture) -> tuple[list[Outcome] | BaseException, float | None]:
+    """The task's per-item outcomes and duration, or the exception that failed it whole."""
     if future.cancelled():
-        return CancelledError("the task was cancelled by its executor")
+        return CancelledError("the task was cancelled by its executor"), None
     error = future.exception()
-    return error if error is not None else future.result()
+    return (error, None) if error is not None else future.result()
+
+
+def _task_seconds(backend: Backend) -> float | None:
+    """How long the backend would like one task to last (see ``Backend.task_seconds``)."""
+    value = getattr(backend, "task_seconds", None)
+    return float(value) if isinstance(value, int | float) and value > 0 else None

@@ -8,22 +8,27 @@ imports nothing heavy and returns only picklable values.
 from __future__ import annotations
 
 import os
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["Outcome", "RemoteTraceback", "run_task"]
+__all__ = ["Outcome", "RemoteTraceback", "TaskReport", "run_task"]
 
 # (True, value) for a success, (False, exception) for a failure.
 Outcome = tuple[bool, Any]
+# One outcome per item, and the seconds the task took where it ran.
+TaskReport = tuple[list[Outcome], float]
 
 
-def run_task(fn: Callable[..., Any], star: bool, payloads: Sequence[Any], origin_pid: int) -> list[Outcome]:
+def run_task(fn: Callable[..., Any], star: bool, payloads: Sequence[Any], origin_pid: int) -> TaskReport:
     """Call ``fn`` on each payload (``fn(*payload)`` when ``star``) and collect outcomes.
 
     ``origin_pid`` is the scheduler's process id: in any other process a failure's
-    traceback would be lost on the way back, so it travels along as text.
+    traceback would be lost on the way back, so it travels along as text. The task's own
+    duration, measured where it runs, lets the scheduler size the next tasks.
     """
+    started = time.perf_counter()
     outcomes: list[Outcome] = []
     for payload in payloads:
         try:
@@ -34,7 +39,7 @@ def run_task(fn: Callable[..., Any], star: bool, payloads: Sequence[Any], origin
             outcomes.append((False, error))
         else:
             outcomes.append((True, value))
-    return outcomes
+    return outcomes, time.perf_counter() - started
 
 
 class RemoteTraceback(Exception):

@@ -29,8 +29,15 @@ class Backend(Protocol):
     A backend is built for one run by the ``pyarallel_executor`` hook and used from one
     thread (the scheduler's). It may wrap a long-lived pool that outlives the run.
 
-    The scheduler keeps at most ``capacity`` tasks submitted and unfinished (more only
-    when it dispatches several items per task), so a backend need not queue much.
+    The scheduler keeps at most ``2 * capacity`` tasks submitted and unfinished (exactly
+    ``capacity`` under a rate limit, so that every call starts as its token is drawn), so
+    a backend need not queue much.
+
+    Optionally, a backend may define ``task_seconds``: how long it would like one task to
+    last. The scheduler then groups tiny items into one task (a list of items) to amortise
+    the backend's per-task cost, measuring item durations as it goes; items that take
+    longer than ``task_seconds`` are always sent alone, and nothing is grouped under a
+    rate limit. Without it every task carries one item.
     """
 
     @property

@@ -20,6 +20,8 @@ T = TypeVar("T")
 class ExecutorBackend:
     """Adapts a caller-owned executor to the backend contract."""
 
+    task_seconds = 0.01  # unknown executor: group tiny items into ~10 ms tasks
+
     def __init__(self, executor: Executor, workers: int | None) -> None:
         self._executor = executor
         self.name = type(executor).__name__

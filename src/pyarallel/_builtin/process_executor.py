@@ -83,6 +83,7 @@ class ProcessBackend:
     """One run's view of the shared loky pool, with crash quarantine."""
 
     name = NAME
+    task_seconds = 0.02  # a task costs pickling and a round trip through pipes
 
     def __init__(self, workers: int | None) -> None:
         self.capacity = workers if workers is not None else (os.cpu_count() or 1)
