@@ -12,12 +12,21 @@ import time
 from pyarallel._options import RateLimit
 from pyarallel.hookspecs import hookimpl
 
+# A caller that wakes a little late for its token (the OS timer, a busy scheduler) may
+# make that time up on the next call, so the average rate is the one asked for rather
+# than drifting slow by the wake-up latency. Only this fraction of an interval can be made
+# up, so two calls are never closer than (1 - CATCH_UP) intervals, and after an idle
+# spell no burst builds up.
+CATCH_UP = 0.25
+
 
 class TokenBucket:
     """A thread-safe limiter granting at most one call per ``1 / rate`` seconds.
 
     Implemented as a generic cell-rate algorithm with a bucket of one token: it keeps
     the earliest time the next call may start, so no background refill is needed.
+    Granted calls keep to a grid one interval apart as long as callers keep up; see
+    ``CATCH_UP`` for what happens when they wake late.
     """
 
     def __init__(self, rate: float) -> None:
@@ -32,7 +41,7 @@ class TokenBucket:
             wait = self._next_start - now
             if wait > 0:
                 return wait
-            self._next_start = now + self.interval
+            self._next_start = max(self._next_start, now - CATCH_UP * self.interval) + self.interval
             return 0.0
 
 
