@@ -26,11 +26,19 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _as_float(value: object) -> float:
+    """``float(value)``, with ints too large for a float taken as infinity."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return math.inf
+
+
 def check_positive_number(parameter: str, value: object) -> float:
     """Return ``value`` as a float, or raise if it is not a finite number above 0."""
     if not _is_number(value):
         _refuse(parameter, value, "a number greater than 0", TypeError)
-    number = float(value)  # type: ignore[arg-type]
+    number = _as_float(value)
     if math.isnan(number) or number <= 0 or math.isinf(number):
         _refuse(parameter, value, "a finite number greater than 0")
     return number
@@ -40,7 +48,7 @@ def check_non_negative_number(parameter: str, value: object) -> float:
     """Return ``value`` as a float, or raise if it is negative, NaN or not a number."""
     if not _is_number(value):
         _refuse(parameter, value, "a number >= 0", TypeError)
-    number = float(value)  # type: ignore[arg-type]
+    number = _as_float(value)
     if math.isnan(number) or number < 0:
         _refuse(parameter, value, "a number >= 0")
     return number

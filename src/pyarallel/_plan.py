@@ -86,7 +86,8 @@ class RunOptions:
         return replace(self, **overrides)
 
     def check_executor(self) -> None:
-        """Raise now if ``executor`` names no executor any plugin provides."""
+        """Raise now if ``executor`` names no executor any plugin provides, or is an object
+        no plugin accepts."""
         if isinstance(self.executor, str):
             known = {name for names in _plugins.executor_names_by_plugin().values() for name in names}
             if self.executor not in known:
@@ -94,11 +95,10 @@ class RunOptions:
                     f"executor={self.executor!r} is not a known executor; available: "
                     f"{_plugins.describe_executor_names()}"
                 )
-        elif self.executor is None:
-            raise TypeError(
-                "executor must be an executor name or an executor object; got None; "
-                f"available names: {_plugins.describe_executor_names()}"
-            )
+        else:
+            # Building the backend for an object (a wrapper around the caller's executor
+            # or client) is how a plugin says it accepts it.
+            start_backend(self.executor, self.workers).close(abort=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,17 +117,7 @@ class RunPlan:
 
     def start_backend(self) -> Backend:
         """Ask the executor plugins for this run's backend."""
-        manager = _plugins.plugin_manager()
-        backend: Backend | None = manager.hook.pyarallel_executor(
-            executor=self.options.executor, workers=self.options.workers
-        )
-        if backend is None:
-            raise TypeError(
-                f"executor={self.options.executor!r} is neither an executor name nor an object "
-                f"any plugin accepts (a concurrent.futures.Executor, for example); available "
-                f"names: {_plugins.describe_executor_names()}"
-            )
-        return backend
+        return start_backend(self.options.executor, self.options.workers)
 
     def describe(self, executor: str, workers: int) -> RunInfo:
         """The ``RunInfo`` observers receive."""
@@ -146,6 +136,19 @@ class RunPlan:
                 "star": self.star,
             },
         )
+
+
+def start_backend(executor: object, workers: int | None) -> Backend:
+    """The backend a plugin builds for ``executor``, or a ``TypeError`` if none accepts it."""
+    manager = _plugins.plugin_manager()
+    backend: Backend | None = manager.hook.pyarallel_executor(executor=executor, workers=workers)
+    if backend is None:
+        raise TypeError(
+            f"executor must be an executor name or an object a plugin accepts (such as a "
+            f"concurrent.futures.Executor); got {executor!r}; available names: "
+            f"{_plugins.describe_executor_names()}"
+        )
+    return backend
 
 
 def make_plan(

@@ -87,7 +87,7 @@ class ProcessBackend:
 
     def __init__(self, workers: int | None) -> None:
         self.capacity = workers if workers is not None else (os.cpu_count() or 1)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a future already done runs its callback inside _launch
         self._executor = _reusable_executor(self.capacity)
         self._generation: _Generation | None = _Generation()  # None while recovering
         self._quarantine: deque[_Task] = deque()
