@@ -74,11 +74,10 @@ async def _drive(
                 tasks[asyncio.ensure_future(coroutine)] = task
             if schedule.finished:
                 return
-            wake = run.wake_at()
             waiting: set[asyncio.Future[Any]] = set(tasks)
             if pull is not None:
                 waiting.add(pull)
-            timeout = None if wake is None else max(0.0, wake - time.monotonic())
+            timeout = run.seconds_to_wait()
             if not waiting:
                 await asyncio.sleep(timeout or 0.0)
                 continue

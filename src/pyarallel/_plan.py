@@ -85,9 +85,8 @@ class RunOptions:
             )
         return replace(self, **overrides)
 
-    def check_executor(self) -> None:
-        """Raise now if ``executor`` names no executor any plugin provides, or is an object
-        no plugin accepts."""
+    def check_executor_name(self) -> None:
+        """Raise now if ``executor`` is a name no plugin provides."""
         if isinstance(self.executor, str):
             known = {name for names in _plugins.executor_names_by_plugin().values() for name in names}
             if self.executor not in known:
@@ -95,10 +94,6 @@ class RunOptions:
                     f"executor={self.executor!r} is not a known executor; available: "
                     f"{_plugins.describe_executor_names()}"
                 )
-        else:
-            # Building the backend for an object (a wrapper around the caller's executor
-            # or client) is how a plugin says it accepts it.
-            start_backend(self.executor, self.workers).close(abort=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +109,12 @@ class RunPlan:
     options: RunOptions
     limiter: RateLimiter | None
     retry_policy: RetryPolicy | None
+    backend: Backend | None  # already built when ``executor`` was an object
 
     def start_backend(self) -> Backend:
-        """Ask the executor plugins for this run's backend."""
+        """This run's backend: the one built during validation, or a new one by name."""
+        if self.backend is not None:
+            return self.backend
         return start_backend(self.options.executor, self.options.workers)
 
     def describe(self, executor: str, workers: int) -> RunInfo:
@@ -151,6 +149,16 @@ def start_backend(executor: object, workers: int | None) -> Backend:
     return backend
 
 
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """Validated options and the plugin objects they resolved to."""
+
+    options: RunOptions
+    limiter: RateLimiter | None
+    retry_policy: RetryPolicy | None
+    backend: Backend | None
+
+
 def make_plan(
     fn: object,
     items: object,
@@ -160,7 +168,8 @@ def make_plan(
     materialize_unsized: bool,
     asynchronous: bool = False,
 ) -> RunPlan:
-    """Validate ``fn``, ``items`` and ``options`` and resolve the plugins for one run.
+    """Validate ``fn``, ``items`` and ``options`` and resolve the plugins for one run
+    (each factory hook is asked once).
 
     An unsized ``items`` is read lazily when ``batch_size`` is set or when
     ``materialize_unsized`` is false; otherwise it is read into a list first so that the
@@ -171,41 +180,32 @@ def make_plan(
         check_coroutine_function("fn", fn)
     else:
         check_callable("fn", fn)
-    options = validate_options(options, asynchronous=asynchronous)
-    if asynchronous and hasattr(items, "__aiter__"):
-        return RunPlan(
-            fn=fn,  # type: ignore[arg-type]
-            star=star,
-            source=None,
-            async_source=items.__aiter__(),
-            total=len(items) if isinstance(items, Sized) else None,
-            window=options.batch_size,
-            options=options,
-            limiter=_resolve_rate_limiter(options.rate_limit),
-            retry_policy=_resolve_retry_policy(options.retry),
-        )
-    check_iterable("items", items)
-    limiter = _resolve_rate_limiter(options.rate_limit)
-    retry_policy = _resolve_retry_policy(options.retry)
-
-    total: int | None
-    if isinstance(items, Sized):
-        total = len(items)
-    elif options.batch_size is None and materialize_unsized:
-        items = list(items)  # type: ignore[call-overload]
-        total = len(items)  # type: ignore[arg-type]
+    is_async_iterable = asynchronous and hasattr(items, "__aiter__")
+    if not is_async_iterable:
+        check_iterable("items", items)
+    resolved = _resolve(options, asynchronous=asynchronous)
+    options = resolved.options
+    source: Iterator[Any] | None = None
+    async_source: AsyncIterator[Any] | None = None
+    total: int | None = len(items) if isinstance(items, Sized) else None
+    if is_async_iterable:
+        async_source = items.__aiter__()  # type: ignore[attr-defined]
     else:
-        total = None
+        if total is None and options.batch_size is None and materialize_unsized:
+            items = list(items)  # type: ignore[call-overload]
+            total = len(items)  # type: ignore[arg-type]
+        source = iter(items)  # type: ignore[call-overload]
     return RunPlan(
         fn=fn,  # type: ignore[arg-type]
         star=star,
-        source=iter(items),  # type: ignore[call-overload]
-        async_source=None,
+        source=source,
+        async_source=async_source,
         total=total,
         window=options.batch_size,
         options=options,
-        limiter=limiter,
-        retry_policy=retry_policy,
+        limiter=resolved.limiter,
+        retry_policy=resolved.retry_policy,
+        backend=resolved.backend,
     )
 
 
@@ -215,6 +215,13 @@ def validate_options(options: RunOptions, *, asynchronous: bool = False) -> RunO
 
     Async runs call the worker count ``concurrency``, require it, and use no executor.
     """
+    resolved = _resolve(options, asynchronous=asynchronous)
+    if resolved.backend is not None:
+        resolved.backend.close(abort=False)
+    return resolved.options
+
+
+def _resolve(options: RunOptions, *, asynchronous: bool) -> _Resolved:
     if asynchronous:
         check_count("concurrency", options.workers, optional=False)
         task_timeout = check_timeout("task_timeout", options.task_timeout)
@@ -222,14 +229,19 @@ def validate_options(options: RunOptions, *, asynchronous: bool = False) -> RunO
             raise ValueError("task_timeout must be a number > 0 or None; got 0")
     else:
         check_count("workers", options.workers)
-        options.check_executor()
+        options.check_executor_name()
     check_count("batch_size", options.batch_size)
     timeout = check_timeout("timeout", options.timeout)
     check_optional_callable("on_progress", options.on_progress)
     rate_limit = _normalise_rate_limit(options.rate_limit)
-    _resolve_rate_limiter(rate_limit)
-    _resolve_retry_policy(options.retry)
-    return replace(options, rate_limit=rate_limit, timeout=timeout)
+    limiter = _resolve_rate_limiter(rate_limit)
+    retry_policy = _resolve_retry_policy(options.retry)
+    backend = None
+    if not asynchronous and not isinstance(options.executor, str):
+        # A plugin accepts an executor object by building its backend (a cheap wrapper
+        # around the caller's executor or client): the one this run will use.
+        backend = start_backend(options.executor, options.workers)
+    return _Resolved(replace(options, rate_limit=rate_limit, timeout=timeout), limiter, retry_policy, backend)
 
 
 def _normalise_rate_limit(rate_limit: object) -> object:

@@ -114,13 +114,22 @@ def list_plugins() -> list[PluginInfo]:
     return infos
 
 
+_names_cache: tuple[tuple[object, ...], dict[str, list[str]]] | None = None
+
+
 def executor_names_by_plugin() -> dict[str, list[str]]:
-    """Executor names each plugin provides, keyed by plugin name, most recent plugin first."""
-    manager = plugin_manager()
+    """Executor names each plugin provides, keyed by plugin name, most recent plugin first.
+
+    Plugins are asked again only when the set of implementations has changed."""
+    global _names_cache
+    impls = plugin_manager().hook.pyarallel_executor_names.get_hookimpls()
+    if _names_cache is not None and _names_cache[0] == tuple(impls):
+        return _names_cache[1]
     names: dict[str, list[str]] = {}
-    for impl in reversed(manager.hook.pyarallel_executor_names.get_hookimpls()):
+    for impl in reversed(impls):
         provided = cast(Iterable[str], impl.function())
         names[impl.plugin_name] = list(provided)
+    _names_cache = (tuple(impls), names)
     return names
 
 

@@ -15,6 +15,8 @@ from pyarallel.contracts import RunInfo, RunSummary
 
 __all__ = ["Run"]
 
+MAX_WAIT_SECONDS = 3600.0
+
 
 class Run:
     """One run in progress: its ``schedule`` plus the bookkeeping around it."""
@@ -51,20 +53,30 @@ class Run:
             return deadline
         return wake
 
+    def seconds_to_wait(self) -> float | None:
+        """How long the driver may wait for a task before it must act (``None``: until a
+        task finishes). Capped, so a huge timeout never overflows the platform's timers."""
+        wake = self.wake_at()
+        if wake is None:
+            return None
+        return min(max(0.0, wake - time.monotonic()), MAX_WAIT_SECONDS)
+
     def deliver(self, events: list[ItemResult[Any] | RetryEvent]) -> list[ItemResult[Any]]:
         """Report ``events`` to observers and progress; return the final results among them."""
-        schedule, observers, on_progress = self.schedule, self._observers, self._on_progress
+        results = [event for event in events if isinstance(event, ItemResult)]
+        observers, on_progress = self._observers, self._on_progress
         if not observers.watch_items and on_progress is None:
-            return [event for event in events if isinstance(event, ItemResult)]
-        results = []
+            return results
+        schedule = self.schedule
+        # The schedule has counted the whole task already; report one item at a time.
+        done = schedule.done - len(results)
         for event in events:
-            if observers.watch_items:
-                observers.item_event(self.info, event, schedule.done, schedule.seen)
             if isinstance(event, ItemResult):
-                if on_progress is not None:
-                    total = schedule.total if schedule.total is not None else schedule.seen
-                    on_progress(schedule.done, total)
-                results.append(event)
+                done += 1
+            if observers.watch_items:
+                observers.item_event(self.info, event, done, schedule.seen)
+            if on_progress is not None and isinstance(event, ItemResult):
+                on_progress(done, schedule.total if schedule.total is not None else schedule.seen)
         return results
 
     def expire(self) -> list[ItemResult[Any]]:

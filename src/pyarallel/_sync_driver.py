@@ -63,9 +63,8 @@ def _drive(run: Run, backend: Backend) -> Iterator[ItemResult[Any]]:
             future.add_done_callback(completed.put)
         if schedule.finished:
             return
-        wake = run.wake_at()
         try:
-            future = completed.get(timeout=None if wake is None else max(0.0, wake - time.monotonic()))
+            future = completed.get(timeout=run.seconds_to_wait())
         except Empty:
             continue
         while True:  # handle every task that has finished by now

@@ -41,7 +41,10 @@ class TokenBucket:
             wait = self._next_start - now
             if wait > 0:
                 return wait
-            self._next_start = max(self._next_start, now - CATCH_UP * self.interval) + self.interval
+            # Slightly late for the token that was due: stay on the grid. Idle, or first call:
+            # start a new grid from now, so no credit (no burst) builds up.
+            on_grid = -wait <= CATCH_UP * self.interval
+            self._next_start = (self._next_start if on_grid else now) + self.interval
             return 0.0
 
 
