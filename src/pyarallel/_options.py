@@ -176,7 +176,7 @@ class Retry:
     def delay(self, failed_attempt: int) -> float:
         """The delay before the attempt after ``failed_attempt`` (1-based), without jitter."""
         exponent = min(failed_attempt - 1, 1000)  # 2.0 ** 1024 overflows a float
-        return min(self.backoff * 2.0**exponent, self.max_delay)
+        return min(_as_float(self.backoff) * 2.0**exponent, _as_float(self.max_delay))
 
 
 ProgressCallback = Callable[[int, int], None]

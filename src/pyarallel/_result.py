@@ -26,6 +26,8 @@ class ItemResult(Generic[R]):
     _error: BaseException | None
 
     def __init__(self, index: int, value: R | None = None, error: BaseException | None = None) -> None:
+        if error is not None and value is not None:
+            raise ValueError("an ItemResult holds a value or an error, not both")
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_value", value)
         object.__setattr__(self, "_error", error)
@@ -135,7 +137,8 @@ class ParallelResult(Sequence[R]):
         if self._errors:
             errors = [error for _, error in self.failures()]
             message = f"{len(errors)} of {len(self._values)} items failed"
-            raise ExceptionGroup(message, errors)
+            # An ExceptionGroup unless an item failed with a BaseException (SystemExit...).
+            raise BaseExceptionGroup(message, errors)
 
     def __len__(self) -> int:
         return len(self._values)

@@ -33,7 +33,9 @@ def run_task(fn: Callable[..., Any], star: bool, payloads: Sequence[Any], origin
     for payload in payloads:
         try:
             value = fn(*payload) if star else fn(payload)
-        except Exception as error:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # SystemExit too: it fails its own item only
             if os.getpid() != origin_pid:
                 error = _with_remote_traceback(error)  # type: ignore[assignment]
             outcomes.append((False, error))
