@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
@@ -32,7 +33,7 @@ EXECUTOR_NAME = "asyncio"
 async def execute_async(plan: RunPlan) -> AsyncGenerator[ItemResult[Any], None]:
     """Run ``plan``; yield every item's final result exactly once, in completion order."""
     capacity = plan.options.workers or 1
-    run = Run(plan, executor=EXECUTOR_NAME, capacity=capacity)
+    run = Run(plan, executor=EXECUTOR_NAME, capacity=capacity, queue_ahead=False)
     tasks: dict[asyncio.Task[list[Outcome]], Task] = {}
     outcome, failure = "error", None
     try:
@@ -57,7 +58,8 @@ async def _drive(
     schedule, plan = run.schedule, run.plan
     fn, star, task_timeout = plan.fn, plan.star, plan.options.task_timeout
     source = plan.async_source
-    pull: asyncio.Task[Any] | None = None
+    inbox = _Inbox()
+    pull: asyncio.Future[Any] | None = None
     try:
         while True:
             now = time.monotonic()
@@ -66,37 +68,68 @@ async def _drive(
                 for result in run.expire():
                     yield result
                 return
-            if source is not None and pull is None and schedule.needs_input():
-                pull = asyncio.ensure_future(anext(source))
             for task in schedule.next_tasks(now):
                 item = task[0]
                 coroutine = _attempt(fn, star, item.payload, item.index, item.attempts, task_timeout)
-                tasks[asyncio.ensure_future(coroutine)] = task
+                future = asyncio.ensure_future(coroutine)
+                tasks[future] = task
+                future.add_done_callback(inbox.put)
+            if source is not None and pull is None and schedule.needs_input():
+                pull = asyncio.ensure_future(anext(source))
+                pull.add_done_callback(inbox.put)
             if schedule.finished:
                 return
-            waiting: set[asyncio.Future[Any]] = set(tasks)
-            if pull is not None:
-                waiting.add(pull)
-            timeout = run.seconds_to_wait()
-            if not waiting:
-                await asyncio.sleep(timeout or 0.0)
-                continue
-            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if pull is not None and pull in done:
-                done.discard(pull)
-                try:
-                    schedule.admit(pull.result())
-                except StopAsyncIteration:
-                    schedule.close_input()
-                pull = None
+            await inbox.wait(run.seconds_to_wait())
             now = time.monotonic()
-            for finished in done:
+            while inbox.finished:
+                finished = inbox.finished.popleft()
+                if finished is pull:
+                    pull = None
+                    try:
+                        schedule.admit(finished.result())
+                    except StopAsyncIteration:
+                        schedule.close_input()
+                    continue
                 task = tasks.pop(finished)  # type: ignore[call-overload]
                 for result in run.deliver(schedule.finish_task(task, finished.result(), now)):
                     yield result
     finally:
         if pull is not None:
-            await _cancel_all({pull: []})
+            await _cancel_all({pull: None})
+
+
+class _Inbox:
+    """The futures that have finished, in order, and a way to wait for the next one or a
+    deadline: one future and one timer per wait, whatever the number of tasks running."""
+
+    def __init__(self) -> None:
+        self.finished: deque[asyncio.Future[Any]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, future: asyncio.Future[Any]) -> None:
+        """Done callback of every task and input pull."""
+        self.finished.append(future)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self, timeout: float | None) -> None:
+        """Return once something has finished, or after ``timeout`` seconds."""
+        if self.finished:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def _attempt(  # noqa: PLR0917
@@ -119,6 +152,11 @@ async def _attempt(  # noqa: PLR0917
             raise TaskTimeoutError(
                 f"attempt {attempt} did not finish within task_timeout={task_timeout:g} s", index=index
             ) from None
+    except asyncio.CancelledError as error:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the run is cancelling this attempt
+        return [(False, error)]  # the user's coroutine raised CancelledError by itself
     except Exception as error:
         return [(False, error)]
     return [(True, value)]

@@ -22,7 +22,13 @@ class Run:
     """One run in progress: its ``schedule`` plus the bookkeeping around it."""
 
     def __init__(
-        self, plan: RunPlan, *, executor: str, capacity: int, task_seconds: float | None = None
+        self,
+        plan: RunPlan,
+        *,
+        executor: str,
+        capacity: int,
+        task_seconds: float | None = None,
+        queue_ahead: bool = True,
     ) -> None:
         self.plan = plan
         self.started = time.monotonic()
@@ -36,6 +42,7 @@ class Run:
             limiter=plan.limiter,
             retry=plan.retry_policy,
             task_seconds=task_seconds,
+            queue_ahead=queue_ahead,
         )
         self.info: RunInfo = plan.describe(executor, capacity)
         self._observers = Observers()

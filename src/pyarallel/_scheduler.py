@@ -58,8 +58,10 @@ class Schedule:
     """Decides what runs when, for one run.
 
     ``window`` bounds how many items are taken from ``source`` ahead of completion
-    (``None``: no bound beyond what the free workers need). ``capacity`` bounds how many
-    tasks are in flight at once.
+    (``None``: no bound beyond what the free workers need). ``capacity`` is the number of
+    tasks that can run at once; ``queue_ahead`` lets as many more wait in the backend's
+    queue when there is no rate limit. ``task_seconds`` turns on chunking (see
+    ``_ChunkSizer``).
 
     With ``source=None`` the driver feeds the input itself (an async iterator): it asks
     ``needs_input()``, then calls ``admit(payload)`` or ``close_input()``.
@@ -75,15 +77,17 @@ class Schedule:
         limiter: RateLimiter | None,
         retry: RetryPolicy | None,
         task_seconds: float | None = None,
+        queue_ahead: bool = True,
     ) -> None:
         self._source = source
         self.total = total
         self._window = window
         self._capacity = capacity
-        # Without a rate limit, keep a second task per worker queued so no worker waits
-        # for the scheduler between two tasks. A rate-limited call must start when its
-        # token is drawn, so then nothing waits in a queue.
-        self._max_in_flight = capacity if limiter is not None else 2 * capacity
+        # Without a rate limit, a pool backend (``queue_ahead``) gets a second task per
+        # worker queued so no worker waits for the scheduler between two tasks. A
+        # rate-limited call must start when its token is drawn, and a coroutine starts as
+        # soon as it is created, so then nothing is queued ahead.
+        self._max_in_flight = 2 * capacity if queue_ahead and limiter is None else capacity
         self._chunks = _ChunkSizer(task_seconds) if task_seconds and limiter is None else None
         self._limiter = limiter
         self._retry = retry

@@ -17,7 +17,7 @@ from pyarallel.hookspecs import hookimpl
 # than drifting slow by the wake-up latency. Only this fraction of an interval can be made
 # up, so two calls are never closer than (1 - CATCH_UP) intervals, and after an idle
 # spell no burst builds up.
-CATCH_UP = 0.25
+CATCH_UP = 0.0
 
 
 class TokenBucket:
