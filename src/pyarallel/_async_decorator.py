@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, Unpack, overload
 
 from pyarallel._async_api import async_collect, async_options
 from pyarallel._async_driver import execute_async
@@ -18,7 +18,9 @@ from pyarallel._result import ItemResult, ParallelResult
 __all__ = ["AsyncParallelFunction", "async_parallel"]
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _ASYNC_OPTIONS = ("workers", "rate_limit", "timeout", "task_timeout", "on_progress", "batch_size", "retry")
 _ASYNC_STREAM_OPTIONS = ("workers", "rate_limit", "task_timeout", "batch_size", "retry")
@@ -86,11 +88,14 @@ class AsyncParallelFunction(Generic[P, R]):
     def _plan(self, items: Any, options: RunOptions, *, star: bool) -> RunPlan:
         return make_plan(self._fn, items, options, star=star, materialize_unsized=False, asynchronous=True)
 
+    # For type checkers: on an instance, the first parameter (self) is bound.
     @overload
-    def __get__(self, instance: None, owner: type | None = None) -> AsyncParallelFunction[P, R]: ...
+    def __get__(self, instance: None, owner: type | None = None) -> Self: ...
     @overload
-    def __get__(self, instance: object, owner: type | None = None) -> AsyncParallelFunction[..., R]: ...
-    def __get__(self, instance: object | None, owner: type | None = None) -> AsyncParallelFunction[..., R]:
+    def __get__(
+        self: AsyncParallelFunction[Concatenate[T, P2], R], instance: T, owner: type | None = None
+    ) -> AsyncParallelFunction[P2, R]: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> Any:
         bound = bind(self._fn, instance, owner)
         return self if bound is None else AsyncParallelFunction(bound, self._defaults)
 

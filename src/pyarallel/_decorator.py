@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, Unpack, overload
 
 from pyarallel._api import collect, stream
 from pyarallel._options import ProgressCallback, RateLimit, Retry
@@ -15,7 +15,9 @@ from pyarallel._result import ItemResult, ParallelResult
 __all__ = ["ParallelFunction", "bind", "parallel"]
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _SYNC_OPTIONS = ("workers", "executor", "rate_limit", "timeout", "on_progress", "batch_size", "retry")
 _SYNC_STREAM_OPTIONS = ("workers", "executor", "rate_limit", "batch_size", "retry")
@@ -75,11 +77,14 @@ class ParallelFunction(Generic[P, R]):
         options = options.with_overrides({"timeout": None, "on_progress": None}, _SYNC_OPTIONS)
         return stream(make_plan(self._fn, items, options, star=False, materialize_unsized=False))
 
+    # For type checkers: on an instance, the first parameter (self) is bound.
     @overload
-    def __get__(self, instance: None, owner: type | None = None) -> ParallelFunction[P, R]: ...
+    def __get__(self, instance: None, owner: type | None = None) -> Self: ...
     @overload
-    def __get__(self, instance: object, owner: type | None = None) -> ParallelFunction[..., R]: ...
-    def __get__(self, instance: object | None, owner: type | None = None) -> ParallelFunction[..., R]:
+    def __get__(
+        self: ParallelFunction[Concatenate[T, P2], R], instance: T, owner: type | None = None
+    ) -> ParallelFunction[P2, R]: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> Any:
         bound = bind(self._fn, instance, owner)
         return self if bound is None else ParallelFunction(bound, self._defaults)
 

@@ -29,6 +29,7 @@ class Run:
         capacity: int,
         task_seconds: float | None = None,
         queue_ahead: bool = True,
+        reclaim: bool = False,
     ) -> None:
         self.plan = plan
         self.started = time.monotonic()
@@ -43,6 +44,7 @@ class Run:
             retry=plan.retry_policy,
             task_seconds=task_seconds,
             queue_ahead=queue_ahead,
+            reclaim=reclaim,
         )
         self.info: RunInfo = plan.describe(executor, capacity)
         self._observers = Observers()

@@ -5,7 +5,8 @@ It knows nothing about threads, processes or event loops. A driver (``_sync_driv
 the blocking API) owns the clock, the backend and the waiting, and asks a ``Schedule``:
 
 1. ``next_tasks(now)``: the tasks to submit now; each item in them has drawn its rate-limit
-   token and counts one more attempt;
+   token and counts one more attempt (``reclaim_stalled(now)`` first, for chunks stuck
+   behind a slow item);
 2. ``wake_at()``: the moment to ask again if no task finishes before (a backoff ending, a
    rate-limit token coming due), or ``None`` to wait for a task;
 3. ``finish_task(task, outcomes, now)``: what happened to each item of a finished task: a
@@ -26,7 +27,7 @@ from typing import Any
 
 from pyarallel._errors import ItemError, ItemTimeoutError
 from pyarallel._result import ItemResult
-from pyarallel._tasks import Outcome
+from pyarallel._tasks import ChunkClaim, Outcome
 from pyarallel.contracts import RateLimiter, RetryPolicy
 
 __all__ = ["Item", "RetryEvent", "Schedule", "Task"]
@@ -78,6 +79,7 @@ class Schedule:
         retry: RetryPolicy | None,
         task_seconds: float | None = None,
         queue_ahead: bool = True,
+        reclaim: bool = False,
     ) -> None:
         self._source = source
         self.total = total
@@ -89,6 +91,11 @@ class Schedule:
         # soon as it is created, so then nothing is queued ahead.
         self._max_in_flight = 2 * capacity if queue_ahead and limiter is None else capacity
         self._chunks = _ChunkSizer(task_seconds) if task_seconds and limiter is None else None
+        # Chunks running in this process can give back the items they have not started
+        # when they run far longer than planned (one item is unexpectedly slow).
+        self._stall_seconds = 10 * task_seconds + 0.005 if reclaim and task_seconds else None
+        self._claims: dict[int, tuple[Task, ChunkClaim, float]] = {}  # id(task) -> ..., deadline
+        self._reported: dict[int, int] = {}  # id(task) -> outcomes already settled on reclaim
         self._limiter = limiter
         self._retry = retry
         self._ready: deque[Item] = deque()  # admitted, waiting for a worker
@@ -142,18 +149,47 @@ class Schedule:
                     break
             task = [item]
             if self._chunks is not None:
-                self._fill(task, self._chunks.size(self._remaining(), self._capacity))
+                self._fill(task, self._chunks.size(self._remaining(), self._capacity, self._window))
+                if len(task) > 1 and self._stall_seconds is not None:
+                    self._claims[id(task)] = (task, ChunkClaim(len(task)), now + self._stall_seconds)
             for member in task:
                 member.attempts += 1
             self._in_flight += 1
             tasks.append(task)
         return tasks
 
+    def reclaim_stalled(self, now: float) -> list[ItemResult[Any] | RetryEvent]:
+        """Chunks that have run far longer than planned (an item in them is unexpectedly
+        slow) give back their unstarted items, to run elsewhere, and report the items they
+        have finished; only the items still running stay with them."""
+        events: list[ItemResult[Any] | RetryEvent] = []
+        for key, (task, claim, deadline) in list(self._claims.items()):
+            if deadline > now:
+                continue
+            del self._claims[key]
+            started = claim.revoke()
+            finished = claim.outcomes[: min(len(claim.outcomes), started)]
+            for item in reversed(task[started:]):
+                item.attempts -= 1
+                self._ready.appendleft(item)
+            for item, (ok, value) in zip(task, finished, strict=False):
+                events.append(self._settle(item, ok, value, now))
+            del task[started:]
+            del task[: len(finished)]
+            self._reported[key] = len(finished)
+        return events
+
+    def claim(self, task: Task) -> ChunkClaim | None:
+        """The claim through which ``task``'s items are handed out, when it can be reclaimed."""
+        entry = self._claims.get(id(task))
+        return None if entry is None else entry[1]
+
     def wake_at(self) -> float | None:
         """When ``next_tasks`` may have something new to start without any task finishing."""
         times = [
             t for t in (self._token_due, self._backoff[0][0] if self._backoff else None) if t is not None
         ]
+        times.extend(deadline for _, _, deadline in self._claims.values())
         return min(times) if times else None
 
     def finish_task(
@@ -162,7 +198,11 @@ class Schedule:
         """Record a finished task: ``outcomes`` has one ``(ok, value_or_error)`` per item,
         or is the exception that failed the whole task; ``seconds`` is how long it ran."""
         self._in_flight -= 1
-        if seconds is not None and self._chunks is not None:
+        self._claims.pop(id(task), None)
+        reported = self._reported.pop(id(task), 0)
+        if reported and not isinstance(outcomes, BaseException):
+            outcomes = outcomes[reported:]
+        if seconds is not None and self._chunks is not None and task:
             self._chunks.observe(seconds, len(task))
         if isinstance(outcomes, BaseException):
             if len(task) > 1 and isinstance(outcomes, ItemError):
@@ -262,7 +302,8 @@ class _ChunkSizer:
     Tiny items are grouped so that a task lasts about ``task_seconds`` (the backend's
     preferred task length, which amortises its per-task overhead); an item that takes
     longer than that travels alone, so chunking never delays a slow item behind others.
-    Chunks are also kept small enough that every worker gets several near the end.
+    Chunks are also kept small enough that every worker gets several near the end, and
+    that a chunk stuck behind an unexpectedly slow item holds little of the input window.
     """
 
     MAX_SIZE = 10_000
@@ -276,10 +317,13 @@ class _ChunkSizer:
         previous = self._item_seconds
         self._item_seconds = per_item if previous is None else 0.7 * previous + 0.3 * per_item
 
-    def size(self, remaining: int | None, workers: int) -> int:
+    def size(self, remaining: int | None, workers: int, window: int | None) -> int:
         if self._item_seconds is None:
             return 1  # measure one item per task first
         size = min(self.MAX_SIZE, int(self._task_seconds / max(self._item_seconds, 1e-9)))
         if remaining is not None:
             size = min(size, -(-remaining // (4 * workers)))
+        if window is not None:
+            # a chunk stuck behind a slow item holds at most a quarter of the window
+            size = min(size, window // (4 * workers))
         return max(1, size)

@@ -31,7 +31,13 @@ _TaskFuture = Future[TaskReport]
 def execute(plan: RunPlan) -> Iterator[ItemResult[Any]]:
     """Run ``plan``; yield every item's final result exactly once, in completion order."""
     backend = plan.start_backend()
-    run = Run(plan, executor=backend.name, capacity=backend.capacity, task_seconds=_task_seconds(backend))
+    run = Run(
+        plan,
+        executor=backend.name,
+        capacity=backend.capacity,
+        task_seconds=_task_seconds(backend),
+        reclaim=getattr(backend, "shares_memory", False) is True,
+    )
     outcome, failure = "error", None
     try:
         yield from _drive(run, backend)
@@ -57,8 +63,14 @@ def _drive(run: Run, backend: Backend) -> Iterator[ItemResult[Any]]:
         if run.expired(now):
             yield from run.expire()
             return
+        yield from run.deliver(schedule.reclaim_stalled(now))
         for task in schedule.next_tasks(now):
-            future = backend.submit(run_task, fn, star, [item.payload for item in task], origin_pid)
+            payloads = [item.payload for item in task]
+            claim = schedule.claim(task)
+            if claim is None:
+                future = backend.submit(run_task, fn, star, payloads, origin_pid)
+            else:
+                future = backend.submit(run_task, fn, star, payloads, origin_pid, claim)
             in_flight[future] = task
             future.add_done_callback(completed.put)
         if schedule.finished:

@@ -8,12 +8,13 @@ imports nothing heavy and returns only picklable values.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["Outcome", "RemoteTraceback", "TaskReport", "run_task"]
+__all__ = ["ChunkClaim", "Outcome", "RemoteTraceback", "TaskReport", "run_task"]
 
 # (True, value) for a success, (False, exception) for a failure.
 Outcome = tuple[bool, Any]
@@ -21,16 +22,25 @@ Outcome = tuple[bool, Any]
 TaskReport = tuple[list[Outcome], float]
 
 
-def run_task(fn: Callable[..., Any], star: bool, payloads: Sequence[Any], origin_pid: int) -> TaskReport:
+def run_task(
+    fn: Callable[..., Any],
+    star: bool,
+    payloads: Sequence[Any],
+    origin_pid: int,
+    claim: ChunkClaim | None = None,
+) -> TaskReport:
     """Call ``fn`` on each payload (``fn(*payload)`` when ``star``) and collect outcomes.
 
     ``origin_pid`` is the scheduler's process id: in any other process a failure's
     traceback would be lost on the way back, so it travels along as text. The task's own
-    duration, measured where it runs, lets the scheduler size the next tasks.
+    duration, measured where it runs, lets the scheduler size the next tasks. With a
+    ``claim`` (tasks run in the scheduler's process), payloads are taken one at a time
+    through it, and only the ones taken are run and reported.
     """
     started = time.perf_counter()
-    outcomes: list[Outcome] = []
-    for payload in payloads:
+    # With a claim, outcomes are shared so the scheduler can report them while we run.
+    outcomes: list[Outcome] = [] if claim is None else claim.outcomes
+    for payload in payloads if claim is None else _claimed(payloads, claim):
         try:
             value = fn(*payload) if star else fn(payload)
         except KeyboardInterrupt:
@@ -42,6 +52,39 @@ def run_task(fn: Callable[..., Any], star: bool, payloads: Sequence[Any], origin
         else:
             outcomes.append((True, value))
     return outcomes, time.perf_counter() - started
+
+
+class ChunkClaim:
+    """Hands out a chunk's items one at a time, and lets the scheduler stop that and take
+    back the items not started yet. Only meaningful when tasks share this process."""
+
+    __slots__ = ("_limit", "_lock", "_next", "outcomes")
+
+    def __init__(self, size: int) -> None:
+        self.outcomes: list[Outcome] = []  # appended by the task as its items finish
+        self._lock = threading.Lock()
+        self._next = 0
+        self._limit = size
+
+    def take(self) -> int | None:
+        """The position of the next item to run, or None when the chunk is done."""
+        with self._lock:
+            position = self._next
+            if position >= self._limit:
+                return None
+            self._next = position + 1
+            return position
+
+    def revoke(self) -> int:
+        """Hand out nothing more; return how many items were taken (they will be reported)."""
+        with self._lock:
+            self._limit = self._next
+            return self._next
+
+
+def _claimed(payloads: Sequence[Any], claim: ChunkClaim) -> Iterator[Any]:
+    while (position := claim.take()) is not None:
+        yield payloads[position]
 
 
 class RemoteTraceback(Exception):

@@ -37,7 +37,10 @@ class Backend(Protocol):
     last. The scheduler then groups tiny items into one task (a list of items) to amortise
     the backend's per-task cost, measuring item durations as it goes; items that take
     longer than ``task_seconds`` are always sent alone, and nothing is grouped under a
-    rate limit. Without it every task carries one item.
+    rate limit. Without it every task carries one item. A backend whose tasks run in the
+    scheduler's own process (threads) may also set ``shares_memory = True``: a chunk stuck
+    behind an unexpectedly slow item then gives its unstarted items back to be run
+    elsewhere.
     """
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pyarallel.hookspecs import hookimpl
@@ -26,6 +26,7 @@ class ExecutorBackend:
         self._executor = executor
         self.name = type(executor).__name__
         self.capacity = workers or _max_workers(executor)
+        self.shares_memory = isinstance(executor, ThreadPoolExecutor)
         self._pending: set[Future[Any]] = set()
         self._lock = threading.Lock()
 

@@ -106,6 +106,7 @@ class ThreadBackend:
 
     name = NAME
     task_seconds = 0.002  # a task costs the pool ~10-20 µs; group tiny items to ~2 ms
+    shares_memory = True  # tasks run in this process: a stalled chunk's items can be taken back
 
     def __init__(self, workers: int | None) -> None:
         self.capacity = workers if workers is not None else default_thread_count()
