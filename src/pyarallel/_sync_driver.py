@@ -36,6 +36,7 @@ def execute(plan: RunPlan) -> Iterator[ItemResult[Any]]:
         executor=backend.name,
         capacity=backend.capacity,
         task_seconds=_task_seconds(backend),
+        queue_ahead=getattr(backend, "queue_ahead", False) is True,
         reclaim=getattr(backend, "shares_memory", False) is True,
     )
     outcome, failure = "error", None

@@ -29,9 +29,11 @@ class Backend(Protocol):
     A backend is built for one run by the ``pyarallel_executor`` hook and used from one
     thread (the scheduler's). It may wrap a long-lived pool that outlives the run.
 
-    The scheduler keeps at most ``2 * capacity`` tasks submitted and unfinished (exactly
-    ``capacity`` under a rate limit, so that every call starts as its token is drawn), so
-    a backend need not queue much.
+    The scheduler keeps at most ``capacity`` tasks submitted and unfinished, so a backend
+    need not queue much. A backend that runs exactly ``capacity`` tasks at a time may set
+    ``queue_ahead = True``: the scheduler then keeps up to ``2 * capacity`` submitted so no
+    worker waits between two tasks (never under a rate limit, where every call must start
+    as its token is drawn).
 
     Optionally, a backend may define ``task_seconds``: how long it would like one task to
     last. The scheduler then groups tiny items into one task (a list of items) to amortise

@@ -26,6 +26,8 @@ class ExecutorBackend:
         self._executor = executor
         self.name = type(executor).__name__
         self.capacity = workers or _max_workers(executor)
+        # Tasks queued ahead would run at once on a pool larger than the workers asked for.
+        self.queue_ahead = workers is None
         self.shares_memory = isinstance(executor, ThreadPoolExecutor)
         self._pending: set[Future[Any]] = set()
         self._lock = threading.Lock()

@@ -72,17 +72,19 @@ class _Generation:
 
     isolated: bool = False
     broken: bool = False
+    recovering: bool = False  # a recovery has been started for it
     running: set[_Task] = field(default_factory=set)
     suspects: list[_Task] = field(default_factory=list)
 
     def needs_recovery(self) -> bool:
-        return not self.running and (self.broken or self.isolated)
+        return not self.running and not self.recovering and (self.broken or self.isolated)
 
 
 class ProcessBackend:
     """One run's view of the shared loky pool, with crash quarantine."""
 
     name = NAME
+    queue_ahead = True
     task_seconds = 0.02  # a task costs pickling and a round trip through pipes
 
     def __init__(self, workers: int | None) -> None:
@@ -175,6 +177,10 @@ class ProcessBackend:
 
     def _start_recovery(self, generation: _Generation) -> None:
         # Replacing a broken pool joins loky's threads, so recover from a thread of our own.
+        with self._lock:
+            if generation.recovering:
+                return  # a task finishing inside _launch already started it
+            generation.recovering = True
         threading.Thread(
             target=self._recover, args=(generation,), name="pyarallel-process-recovery", daemon=True
         ).start()

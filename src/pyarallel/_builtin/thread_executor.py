@@ -105,6 +105,7 @@ class ThreadBackend:
     """One run's thread pool: ``workers`` threads, torn down when the run ends."""
 
     name = NAME
+    queue_ahead = True  # the pool has exactly `capacity` threads
     task_seconds = 0.002  # a task costs the pool ~10-20 µs; group tiny items to ~2 ms
     shares_memory = True  # tasks run in this process: a stalled chunk's items can be taken back
 
