@@ -64,8 +64,8 @@ class WorkerCrashedError(ItemError):
 class SerializationError(ItemError):
     """The item's arguments, its result or its exception could not be pickled.
 
-    Raised for process (and other out-of-process) executors; ``__cause__`` holds the
-    pickling error.
+    Raised for process (and other out-of-process) executors; the message names the
+    pickling error (when pickling failed in this process, ``__cause__`` is that error).
     """
 
 

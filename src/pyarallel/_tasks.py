@@ -43,9 +43,7 @@ def run_task(
     for payload in payloads if claim is None else _claimed(payloads, claim):
         try:
             value = fn(*payload) if star else fn(payload)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as error:  # SystemExit too: it fails its own item only
+        except BaseException as error:  # SystemExit, KeyboardInterrupt too: they fail this item only
             if os.getpid() != origin_pid:
                 error = _with_remote_traceback(error)  # type: ignore[assignment]
             outcomes.append((False, error))

@@ -54,7 +54,10 @@ def call_pickled(blob: bytes) -> bytes:
     try:
         return cloudpickle.dumps(result)  # type: ignore[no-any-return]
     except Exception as error:
-        raise SerializationError(f"the result could not be pickled: {error!r}") from None
+        raise SerializationError(
+            "the task's outcome (a value the function returned, or an exception it raised) "
+            f"could not be pickled: {error!r}"
+        ) from None
 
 
 @dataclass(eq=False)
@@ -248,4 +251,8 @@ def _fail_crashed(task: _Task) -> None:
 def _reusable_executor(workers: int) -> Any:
     from loky import get_reusable_executor
 
-    return get_reusable_executor(max_workers=workers, timeout=IDLE_WORKER_TIMEOUT)
+    # kill_workers applies only to a previous pool that cannot be reused (broken, or shut
+    # down by a timeout): without it loky would shut that pool down again *without*
+    # killing, overriding our kill, and the interpreter would wait at exit for the items
+    # that timed out.
+    return get_reusable_executor(max_workers=workers, timeout=IDLE_WORKER_TIMEOUT, kill_workers=True)
