@@ -371,22 +371,28 @@ def counting_generator(n: int, counter: list[int]) -> Iterator[int]:
 
 def test_parallel_map_batched_reads_an_unsized_input_lazily() -> None:
     n, batch = 20_000, 500
-    pulled = [0]
-    ahead: list[int] = []  # at each call: how many items were taken beyond this one
+    lock = threading.Lock()
+    finished = [0]
+    ahead: list[int] = []  # at each pull: items taken from the input and not finished yet
+
+    def million_items() -> Iterator[int]:
+        for i in range(n):
+            with lock:
+                ahead.append(i + 1 - finished[0])
+            yield i
 
     def process(x: int) -> int:
-        ahead.append(pulled[0] - 1 - x)
+        with lock:
+            finished[0] += 1
         return x * 2
 
-    million_items = counting_generator(n, pulled)
-    results = parallel_map(process, million_items, workers=8, batch_size=batch)
+    results = parallel_map(process, million_items(), workers=8, batch_size=batch)
     assert results.ok
     assert len(results) == n
     assert results[:5] == [0, 2, 4, 6, 8]
     assert results.values() == [x * 2 for x in range(n)]
-    assert pulled[0] == n
-    assert len(ahead) == n
-    assert max(ahead) < batch  # never more than one batch read ahead of the work
+    assert len(ahead) == n  # read to the end, one item at a time
+    assert max(ahead) <= batch  # never more than one batch taken ahead of the work
 
 
 def test_without_batch_size_a_generator_is_read_before_work_starts() -> None:
