@@ -79,7 +79,7 @@ async def _drive(
                 pull.add_done_callback(inbox.put)
             if schedule.finished:
                 return
-            await inbox.wait(run.seconds_to_wait())
+            await _wait(inbox, run)
             now = time.monotonic()
             while inbox.finished:
                 finished = inbox.finished.popleft()
@@ -96,6 +96,22 @@ async def _drive(
     finally:
         if pull is not None:
             await _cancel_all({pull: None})
+
+
+POLL_SECONDS = 0.002  # the event loop's timers wake up to 1 ms late (epoll counts in ms)
+
+
+async def _wait(inbox: _Inbox, run: Run) -> None:
+    """Wait until something finishes or the driver must act; when a rate-limit token is
+    next, sleep until just before it and yield to the loop for the rest, to start on time."""
+    due = run.token_deadline()
+    if due is None:
+        await inbox.wait(run.seconds_to_wait())
+        return
+    if due - time.monotonic() > POLL_SECONDS:
+        await inbox.wait(due - time.monotonic() - POLL_SECONDS)
+    while not inbox.finished and time.monotonic() < due:
+        await asyncio.sleep(0)
 
 
 class _Inbox:

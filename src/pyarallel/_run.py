@@ -70,6 +70,14 @@ class Run:
             return None
         return min(max(0.0, wake - time.monotonic()), MAX_WAIT_SECONDS)
 
+    def token_deadline(self) -> float | None:
+        """The moment a rate-limit token comes due, when that is the next thing to act on.
+
+        Drivers sleep until just before it and poll for the rest: timer wake-ups come
+        0.1-1 ms late, and under a rate limit every late start would lower the rate."""
+        due = self.schedule.token_due
+        return due if due is not None and due == self.wake_at() else None
+
     def deliver(self, events: list[ItemResult[Any] | RetryEvent]) -> list[ItemResult[Any]]:
         """Report ``events`` to observers and progress; return the final results among them."""
         results = [event for event in events if isinstance(event, ItemResult)]

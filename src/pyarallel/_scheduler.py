@@ -179,6 +179,11 @@ class Schedule:
             self._reported[key] = len(finished)
         return events
 
+    @property
+    def token_due(self) -> float | None:
+        """When the rate limiter will grant the next call, if an item is waiting for it."""
+        return self._token_due
+
     def claim(self, task: Task) -> ChunkClaim | None:
         """The claim through which ``task``'s items are handed out, when it can be reclaimed."""
         entry = self._claims.get(id(task))

@@ -76,18 +76,37 @@ def _drive(run: Run, backend: Backend) -> Iterator[ItemResult[Any]]:
             future.add_done_callback(completed.put)
         if schedule.finished:
             return
-        try:
-            future = completed.get(timeout=run.seconds_to_wait())
-        except Empty:
-            continue
-        while True:  # handle every task that has finished by now
-            task = in_flight.pop(future)
-            outcomes, seconds = _report(future)
+        finished = _next_completion(completed, run)
+        while finished is not None:  # handle every task that has finished by now
+            task = in_flight.pop(finished)
+            outcomes, seconds = _report(finished)
             yield from run.deliver(schedule.finish_task(task, outcomes, time.monotonic(), seconds))
             try:
-                future = completed.get_nowait()
+                finished = completed.get_nowait()
             except Empty:
-                break
+                finished = None
+
+
+POLL_SECONDS = 0.0005  # how long before a token comes due to stop sleeping and poll
+
+
+def _next_completion(completed: SimpleQueue[_TaskFuture], run: Run) -> _TaskFuture | None:
+    """The next finished task, or None once it is time to act without one."""
+    due = run.token_deadline()
+    try:
+        if due is None:
+            return completed.get(timeout=run.seconds_to_wait())
+        if due - time.monotonic() > POLL_SECONDS:
+            return completed.get(timeout=due - time.monotonic() - POLL_SECONDS)
+    except Empty:
+        if due is None:
+            return None
+    while time.monotonic() < due:
+        try:
+            return completed.get_nowait()
+        except Empty:
+            time.sleep(0)  # let the workers run
+    return None
 
 
 def _report(future: _TaskFuture) -> tuple[list[Outcome] | BaseException, float | None]:
