@@ -138,8 +138,9 @@ class ProcessBackend:
             task.future.cancel()
         if abort and busy:
             # Stop items still running: loky terminates the workers and the next call
-            # starts a fresh pool.
-            self._executor.shutdown(wait=False, kill_workers=True)
+            # starts a fresh pool. Waiting for the kill (~40 ms) guarantees that no task
+            # still queued in loky starts after the call has returned.
+            self._executor.shutdown(wait=True, kill_workers=True)
 
     # -- launching and completion (call with the lock held) -------------------------------
 

@@ -58,8 +58,10 @@ class DaemonThreadPool(Executor):
             name=f"{self._prefix}-{len(self._threads)}",
             daemon=True,
         )
-        thread.start()
+        # Recorded before it starts, so that a KeyboardInterrupt arriving in between can
+        # never leave a thread that shutdown() does not know to stop.
         self._threads.append(thread)
+        thread.start()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True
