@@ -2,7 +2,8 @@
 
 - Functions and arguments travel with cloudpickle, so lambdas, closures and functions
   defined in ``__main__`` or a notebook work.
-- The pool is loky's reusable executor: it stays warm across calls with the same size.
+- The pool (a loky ``ProcessPoolExecutor``) stays warm across calls with the same number of
+  workers, from any thread; idle workers exit after ``IDLE_WORKER_TIMEOUT`` seconds.
 - ``loky`` and ``cloudpickle`` are imported on first use, not when pyarallel is imported.
 - A task whose arguments or result cannot be pickled fails alone with a
   ``SerializationError`` naming the cause.
@@ -93,7 +94,7 @@ class ProcessBackend:
     def __init__(self, workers: int | None) -> None:
         self.capacity = workers if workers is not None else (os.cpu_count() or 1)
         self._lock = threading.RLock()  # a future already done runs its callback inside _launch
-        self._executor = _reusable_executor(self.capacity)
+        self._executor = _shared_pool(self.capacity)
         self._generation: _Generation | None = _Generation()  # None while recovering
         self._quarantine: deque[_Task] = deque()
         self._held: deque[_Task] = deque()
@@ -140,6 +141,7 @@ class ProcessBackend:
             # Stop items still running: loky terminates the workers and the next call
             # starts a fresh pool. Waiting for the kill (~40 ms) guarantees that no task
             # still queued in loky starts after the call has returned.
+            _drop_pool(self._executor)
             self._executor.shutdown(wait=True, kill_workers=True)
 
     # -- launching and completion (call with the lock held) -------------------------------
@@ -192,7 +194,7 @@ class ProcessBackend:
     def _recover(self, generation: _Generation) -> None:
         """A lost generation, or an isolated run, has no task left in flight: blame the
         culprit if it is known, then run the next suspect alone or resume normal work."""
-        executor = _reusable_executor(self.capacity)
+        executor = _shared_pool(self.capacity, replacing=self._executor)
         with self._lock:
             self._executor = executor
             if self._closed:
@@ -249,11 +251,27 @@ def _fail_crashed(task: _Task) -> None:
     task.future.set_exception(failure)
 
 
-def _reusable_executor(workers: int) -> Any:
-    from loky import get_reusable_executor
+# One warm pool per worker count, shared by every thread of the process. (loky's own
+# reusable executor is per thread, which would give every recovery thread a pool of its
+# own.) A pool that broke or was killed is dropped and replaced on next use.
+_pools: dict[int, Any] = {}
+_pools_lock = threading.Lock()
 
-    # kill_workers applies only to a previous pool that cannot be reused (broken, or shut
-    # down by a timeout): without it loky would shut that pool down again *without*
-    # killing, overriding our kill, and the interpreter would wait at exit for the items
-    # that timed out.
-    return get_reusable_executor(max_workers=workers, timeout=IDLE_WORKER_TIMEOUT, kill_workers=True)
+
+def _shared_pool(workers: int, replacing: Any = None) -> Any:
+    """The warm pool for ``workers``; a new one if it is ``replacing`` (a pool found broken)."""
+    from loky import ProcessPoolExecutor
+
+    with _pools_lock:
+        pool = _pools.get(workers)
+        if pool is None or pool is replacing:
+            pool = _pools[workers] = ProcessPoolExecutor(max_workers=workers, timeout=IDLE_WORKER_TIMEOUT)
+        return pool
+
+
+def _drop_pool(pool: Any) -> None:
+    """Forget ``pool`` (killed or broken), so the next run starts a fresh one."""
+    with _pools_lock:
+        for workers, current in list(_pools.items()):
+            if current is pool:
+                del _pools[workers]
