@@ -149,7 +149,7 @@ class Schedule:
                     break
             task = [item]
             if self._chunks is not None:
-                self._fill(task, self._chunks.size(self._remaining(), self._capacity, self._window))
+                self._fill(task, self._chunks.size(self._remaining(), self._max_in_flight, self._window))
                 if len(task) > 1 and self._stall_seconds is not None:
                     self._claims[id(task)] = (task, ChunkClaim(len(task)), now + self._stall_seconds)
             for member in task:
@@ -308,7 +308,7 @@ class _ChunkSizer:
     preferred task length, which amortises its per-task overhead); an item that takes
     longer than that travels alone, so chunking never delays a slow item behind others.
     Chunks are also kept small enough that every worker gets several near the end, and
-    that a chunk stuck behind an unexpectedly slow item holds little of the input window.
+    that the input window is shared by every task in flight.
     """
 
     MAX_SIZE = 10_000
@@ -322,13 +322,14 @@ class _ChunkSizer:
         previous = self._item_seconds
         self._item_seconds = per_item if previous is None else 0.7 * previous + 0.3 * per_item
 
-    def size(self, remaining: int | None, workers: int, window: int | None) -> int:
+    def size(self, remaining: int | None, tasks: int, window: int | None) -> int:
+        """Items for the next task, when up to ``tasks`` tasks can be in flight at once."""
         if self._item_seconds is None:
             return 1  # measure one item per task first
         size = min(self.MAX_SIZE, int(self._task_seconds / max(self._item_seconds, 1e-9)))
         if remaining is not None:
-            size = min(size, -(-remaining // (4 * workers)))
+            size = min(size, -(-remaining // (2 * tasks)))
         if window is not None:
-            # a chunk stuck behind a slow item holds at most a quarter of the window
-            size = min(size, window // (4 * workers))
+            # the window is shared by every task in flight, so every worker gets some
+            size = min(size, window // tasks)
         return max(1, size)
