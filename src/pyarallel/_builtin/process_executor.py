@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections import deque
@@ -256,17 +257,29 @@ def _fail_crashed(task: _Task) -> None:
 # own.) A pool that broke or was killed is dropped and replaced on next use.
 _pools: dict[int, Any] = {}
 _pools_lock = threading.Lock()
+_forget_at_exit = True  # register _forget_pools on first use
 
 
 def _shared_pool(workers: int, replacing: Any = None) -> Any:
     """The warm pool for ``workers``; a new one if it is ``replacing`` (a pool found broken)."""
     from loky import ProcessPoolExecutor
 
+    global _forget_at_exit
     with _pools_lock:
+        if _forget_at_exit:
+            atexit.register(_forget_pools)
+            _forget_at_exit = False
         pool = _pools.get(workers)
         if pool is None or pool is replacing:
             pool = _pools[workers] = ProcessPoolExecutor(max_workers=workers, timeout=IDLE_WORKER_TIMEOUT)
         return pool
+
+
+def _forget_pools() -> None:
+    # loky has shut the pools down by now; let them be collected while the interpreter is
+    # still whole (at module teardown loky's cleanup callback would fail noisily).
+    with _pools_lock:
+        _pools.clear()
 
 
 def _drop_pool(pool: Any) -> None:
