@@ -108,8 +108,9 @@ async def _wait(inbox: _Inbox, run: Run) -> None:
     if due is None:
         await inbox.wait(run.seconds_to_wait())
         return
-    if due - time.monotonic() > POLL_SECONDS:
-        await inbox.wait(due - time.monotonic() - POLL_SECONDS)
+    sleep_for = due - time.monotonic() - POLL_SECONDS
+    if sleep_for > 0:
+        await inbox.wait(sleep_for)
     while not inbox.finished and time.monotonic() < due:
         await asyncio.sleep(0)
 

@@ -96,8 +96,9 @@ def _next_completion(completed: SimpleQueue[_TaskFuture], run: Run) -> _TaskFutu
     try:
         if due is None:
             return completed.get(timeout=run.seconds_to_wait())
-        if due - time.monotonic() > POLL_SECONDS:
-            return completed.get(timeout=due - time.monotonic() - POLL_SECONDS)
+        sleep_for = due - time.monotonic() - POLL_SECONDS
+        if sleep_for > 0:
+            return completed.get(timeout=sleep_for)
     except Empty:
         if due is None:
             return None
