@@ -50,9 +50,16 @@ class Gate:
         """Release the blocked items and wait for every pool thread that ran an item to
         exit; after that no item of the run can start any more."""
         self.release.set()
-        for thread in self.threads:
-            thread.join(10)
-        assert not any(thread.is_alive() for thread in self.threads), "pool threads were not shut down"
+        joined: set[threading.Thread] = set()
+        while True:  # an item allowed to start late may bring in one more thread
+            with self._lock:
+                pending = self.threads - joined
+            if not pending:
+                break
+            for thread in pending:
+                thread.join(10)
+            joined |= pending
+        assert not any(thread.is_alive() for thread in joined), "pool threads were not shut down"
 
 
 def _process_gone(pid: int) -> bool:

@@ -184,6 +184,12 @@ class Schedule:
         """When the rate limiter will grant the next call, if an item is waiting for it."""
         return self._token_due
 
+    def stop_claims(self) -> None:
+        """The run is ending early: chunks in flight start no further item."""
+        for _, claim, _ in self._claims.values():
+            claim.revoke()
+        self._claims.clear()
+
     def claim(self, task: Task) -> ChunkClaim | None:
         """The claim through which ``task``'s items are handed out, when it can be reclaimed."""
         entry = self._claims.get(id(task))

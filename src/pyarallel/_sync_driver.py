@@ -50,7 +50,10 @@ def execute(plan: RunPlan) -> Iterator[ItemResult[Any]]:
         failure = error
         raise
     finally:
-        backend.close(abort=outcome != "completed")
+        aborted = outcome != "completed"
+        if aborted:
+            run.schedule.stop_claims()
+        backend.close(abort=aborted)
         run.end(outcome, failure)
 
 
