@@ -35,7 +35,12 @@ class ItemResult(Generic[R]):
     @classmethod
     def success(cls, index: int, value: R) -> ItemResult[R]:
         """The result of an item that returned ``value``."""
-        return cls(index, value, None)
+        # The scheduler makes one per item: skip __init__'s check and __setattr__ guard.
+        result: ItemResult[R] = _new_item_result(cls)
+        _set_index(result, index)
+        _set_value(result, value)
+        _set_error(result, None)
+        return result
 
     @classmethod
     def failure(cls, index: int, error: BaseException) -> ItemResult[R]:
@@ -77,6 +82,12 @@ class ItemResult(Generic[R]):
         if self.ok:
             return f"ItemResult(index={self.index}, value={self._value!r})"
         return f"ItemResult(index={self.index}, error={self._error!r})"
+
+
+_new_item_result = object.__new__
+_set_index = ItemResult.__dict__["_index"].__set__  # the slots' own setters
+_set_value = ItemResult.__dict__["_value"].__set__
+_set_error = ItemResult.__dict__["_error"].__set__
 
 
 class ParallelResult(Sequence[R]):
@@ -190,13 +201,13 @@ class ResultCollector(Generic[R]):
 
     def add(self, result: ItemResult[R]) -> None:
         """Place one item's result at its index."""
-        index, values = result.index, self._values
+        index, values = result._index, self._values
         if index >= len(values):
             values.extend([None] * (index + 1 - len(values)))
-        if result.ok:
-            values[index] = result.value
+        if result._error is None:
+            values[index] = result._value
         else:
-            self._errors[index] = result.error  # type: ignore[assignment]
+            self._errors[index] = result._error  # type: ignore[assignment]
 
     def result(self) -> ParallelResult[R]:
         """The results gathered so far, in input order."""

@@ -225,8 +225,18 @@ class Schedule:
                 return []
             outcomes = [(False, outcomes)] * len(task)
         events: list[ItemResult[Any] | RetryEvent] = []
+        append, unfinished, success = events.append, self._unfinished, ItemResult.success
+        succeeded = 0
         for item, (ok, value) in zip(task, outcomes, strict=True):
-            events.append(self._settle(item, ok, value, now))
+            if ok:  # the common case, inlined: this loop runs once per item
+                index = item.index
+                del unfinished[index]
+                append(success(index, value))
+                succeeded += 1
+            else:
+                append(self._settle(item, ok, value, now))
+        self.succeeded += succeeded
+        self.done += succeeded
         return events
 
     def expire(self, timeout: float) -> list[ItemResult[Any]]:
