@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -109,6 +108,8 @@ class _RemoteFailure:
 
 
 def _with_remote_traceback(error: BaseException) -> _RemoteFailure:
+    import traceback  # only failures in another process need it
+
     text = "".join(traceback.format_exception(error))
     return _RemoteFailure(error, f'\n"""\n{text}"""')
 

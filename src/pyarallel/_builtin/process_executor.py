@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pyarallel._errors import SerializationError, WorkerCrashedError
+from pyarallel._worker import call_pickled
 from pyarallel.hookspecs import hookimpl
 
 T = TypeVar("T")
@@ -42,24 +43,6 @@ def pyarallel_executor_names() -> Sequence[str]:
 @hookimpl
 def pyarallel_executor(executor: object, workers: int | None) -> ProcessBackend | None:
     return ProcessBackend(workers) if executor == NAME else None
-
-
-def call_pickled(blob: bytes) -> bytes:
-    """Worker side: unpickle ``(fn, args)``, call it, and pickle the result."""
-    import cloudpickle
-
-    try:
-        fn, args = cloudpickle.loads(blob)
-    except Exception as error:
-        raise SerializationError(f"the task could not be unpickled in the worker: {error!r}") from error
-    result = fn(*args)
-    try:
-        return cloudpickle.dumps(result)  # type: ignore[no-any-return]
-    except Exception as error:
-        raise SerializationError(
-            "the task's outcome (a value the function returned, or an exception it raised) "
-            f"could not be pickled: {error!r}"
-        ) from None
 
 
 @dataclass(eq=False)
