@@ -178,7 +178,7 @@ class ProcessBackend:
     def _recover(self, generation: _Generation) -> None:
         """A lost generation, or an isolated run, has no task left in flight: blame the
         culprit if it is known, then run the next suspect alone or resume normal work."""
-        executor = _shared_pool(self.capacity, replacing=self._executor)
+        executor = _shared_pool(self.capacity, replacing=self._executor if generation.broken else None)
         with self._lock:
             self._executor = executor
             if self._closed:
