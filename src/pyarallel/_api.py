@@ -10,7 +10,7 @@ from pyarallel._plan import RunOptions, RunPlan, make_plan
 from pyarallel._result import ItemResult, ParallelResult, ResultCollector
 from pyarallel._sync_driver import execute
 
-__all__ = ["collect", "parallel_iter", "parallel_map", "parallel_starmap", "stream"]
+__all__ = ["collect", "parallel_iter", "parallel_map", "parallel_starmap"]
 
 R = TypeVar("R")
 ExecutorSpec = Any  # "thread", "process", another plugin's name, or an executor object
@@ -90,7 +90,7 @@ def parallel_iter(
     the workers down.
     """
     options = RunOptions(workers, executor, rate_limit, None, None, batch_size, retry)
-    return stream(make_plan(fn, items, options, star=False, materialize_unsized=False))
+    return execute(make_plan(fn, items, options, star=False, materialize_unsized=False))
 
 
 def collect(plan: RunPlan) -> ParallelResult[Any]:
@@ -99,8 +99,3 @@ def collect(plan: RunPlan) -> ParallelResult[Any]:
     for result in execute(plan):
         collector.add(result)
     return collector.result()
-
-
-def stream(plan: RunPlan) -> Iterator[ItemResult[Any]]:
-    """Run ``plan`` as a stream of results in completion order."""
-    return execute(plan)

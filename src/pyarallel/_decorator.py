@@ -7,10 +7,11 @@ import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, Unpack, overload
 
-from pyarallel._api import collect, stream
+from pyarallel._api import collect
 from pyarallel._options import ProgressCallback, RateLimit, Retry
 from pyarallel._plan import RunOptionOverrides, RunOptions, make_plan, validate_options
 from pyarallel._result import ItemResult, ParallelResult
+from pyarallel._sync_driver import execute
 
 __all__ = ["ParallelFunction", "bind", "parallel"]
 
@@ -75,7 +76,7 @@ class ParallelFunction(Generic[P, R]):
         """
         options = self._defaults.with_overrides(overrides, _SYNC_STREAM_OPTIONS)
         options = options.with_overrides({"timeout": None, "on_progress": None}, _SYNC_OPTIONS)
-        return stream(make_plan(self._fn, items, options, star=False, materialize_unsized=False))
+        return execute(make_plan(self._fn, items, options, star=False, materialize_unsized=False))
 
     # For type checkers: on an instance, the first parameter (self) is bound.
     @overload

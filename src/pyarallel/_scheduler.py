@@ -84,7 +84,6 @@ class Schedule:
         self._source = source
         self.total = total
         self._window = window
-        self._capacity = capacity
         # Without a rate limit, a pool backend (``queue_ahead``) gets a second task per
         # worker queued so no worker waits for the scheduler between two tasks. A
         # rate-limited call must start when its token is drawn, and a coroutine starts as
