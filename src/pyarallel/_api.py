@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from pyarallel._options import ProgressCallback, RateLimit, Retry
 from pyarallel._plan import RunOptions, RunPlan, make_plan
 from pyarallel._result import ItemResult, ParallelResult, ResultCollector
-from pyarallel._sync_driver import execute
+from pyarallel._sync_driver import execute, settle
 
 __all__ = ["collect", "parallel_iter", "parallel_map", "parallel_starmap"]
 
@@ -96,6 +96,6 @@ def parallel_iter(
 def collect(plan: RunPlan) -> ParallelResult[Any]:
     """Run ``plan`` and gather its results in input order."""
     collector: ResultCollector[Any] = ResultCollector(plan.total)
-    for result in execute(plan):
+    for result in settle(plan):
         collector.add(result)
     return collector.result()

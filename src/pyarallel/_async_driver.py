@@ -20,10 +20,9 @@ from typing import Any
 
 from pyarallel._errors import TaskTimeoutError
 from pyarallel._plan import RunPlan
-from pyarallel._result import ItemResult
+from pyarallel._result import ItemResult, Successes
 from pyarallel._run import Run
 from pyarallel._scheduler import Task
-from pyarallel._tasks import Outcome
 
 __all__ = ["EXECUTOR_NAME", "execute_async"]
 
@@ -34,7 +33,7 @@ async def execute_async(plan: RunPlan) -> AsyncGenerator[ItemResult[Any], None]:
     """Run ``plan``; yield every item's final result exactly once, in completion order."""
     capacity = plan.options.workers or 1
     run = Run(plan, executor=EXECUTOR_NAME, capacity=capacity, queue_ahead=False)
-    tasks: dict[asyncio.Task[list[Outcome]], Task] = {}
+    tasks: dict[asyncio.Task[_Report], Task] = {}
     outcome, failure = "error", None
     try:
         async with contextlib.aclosing(_drive(run, tasks)) as results:
@@ -52,9 +51,7 @@ async def execute_async(plan: RunPlan) -> AsyncGenerator[ItemResult[Any], None]:
         run.end(outcome, failure)
 
 
-async def _drive(
-    run: Run, tasks: dict[asyncio.Task[list[Outcome]], Task]
-) -> AsyncGenerator[ItemResult[Any], None]:
+async def _drive(run: Run, tasks: dict[asyncio.Task[_Report], Task]) -> AsyncGenerator[ItemResult[Any], None]:
     schedule, plan = run.schedule, run.plan
     fn, star, task_timeout = plan.fn, plan.star, plan.options.task_timeout
     source = plan.async_source
@@ -66,10 +63,10 @@ async def _drive(
             if run.expired(now):
                 await _cancel_all(tasks)
                 for result in run.expire():
-                    yield result
+                    yield result  # type: ignore[misc]
                 return
             for task in schedule.next_tasks(now):
-                item = task[0]
+                (item,) = task.items()  # no chunking here: one item per task
                 coroutine = _attempt(fn, star, item.payload, item.index, item.attempts, task_timeout)
                 future = asyncio.ensure_future(coroutine)
                 tasks[future] = task
@@ -91,12 +88,17 @@ async def _drive(
                         schedule.close_input()
                     continue
                 task = tasks.pop(finished)  # type: ignore[call-overload]
-                for result in run.deliver(schedule.finish_task(task, finished.result(), now)):
-                    yield result
+                values, failed = finished.result()
+                for settled in run.deliver(schedule.finish_task(task, values, failed, now)):
+                    for result in settled.results() if type(settled) is Successes else (settled,):
+                        yield result  # type: ignore[misc]
     finally:
         if pull is not None:
             await _cancel_all({pull: None})
 
+
+# An attempt's value or exception, and [0] when it is an exception (see ``TaskReport``).
+_Report = tuple[list[Any], list[int]]
 
 POLL_SECONDS = 0.002  # the event loop's timers wake up to 1 ms late (epoll counts in ms)
 
@@ -156,8 +158,8 @@ async def _attempt(  # noqa: PLR0917
     index: int,
     attempt: int,
     task_timeout: float | None,
-) -> list[Outcome]:
-    """One attempt of one item, as the one-item list of outcomes the schedule expects."""
+) -> _Report:
+    """One attempt of one item, reported as the schedule expects a one-item task's."""
     scope = asyncio.timeout(task_timeout)
     try:
         try:
@@ -173,10 +175,10 @@ async def _attempt(  # noqa: PLR0917
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise  # the run is cancelling this attempt
-        return [(False, error)]  # the user's coroutine raised CancelledError by itself
+        return [error], [0]  # the user's coroutine raised CancelledError by itself
     except Exception as error:
-        return [(False, error)]
-    return [(True, value)]
+        return [error], [0]
+    return [value], []
 
 
 async def _cancel_all(tasks: dict[Any, Any]) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
-__all__ = ["ItemResult", "ParallelResult", "ResultCollector"]
+__all__ = ["ItemResult", "ParallelResult", "ResultCollector", "Settled", "Successes"]
 
 R = TypeVar("R")
 
@@ -88,6 +88,33 @@ _new_item_result = object.__new__
 _set_index = ItemResult.__dict__["_index"].__set__  # the slots' own setters
 _set_value = ItemResult.__dict__["_value"].__set__
 _set_error = ItemResult.__dict__["_error"].__set__
+
+
+class Successes:
+    """Consecutive items ``start``, ``start + 1``, ... that all succeeded, with ``values``
+    in order: how the scheduler reports a whole chunk of successes without making an
+    ``ItemResult`` per item until someone asks for one (internal)."""
+
+    __slots__ = ("start", "values")
+
+    def __init__(self, start: int, values: list[Any]) -> None:
+        self.start = start
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def results(self) -> list[ItemResult[Any]]:
+        """One ``ItemResult`` per item, in order."""
+        success = ItemResult.success
+        return [success(index, value) for index, value in enumerate(self.values, self.start)]
+
+    def __repr__(self) -> str:
+        return f"Successes(start={self.start}, {len(self.values)} values)"
+
+
+# What the scheduler reports as finished: one item, or a run of successes.
+Settled = ItemResult[Any] | Successes
 
 
 class ParallelResult(Sequence[R]):
@@ -199,8 +226,15 @@ class ResultCollector(Generic[R]):
         self._values: list[R | None] = [None] * total if total is not None else []
         self._errors: dict[int, Exception] = {}
 
-    def add(self, result: ItemResult[R]) -> None:
-        """Place one item's result at its index."""
+    def add(self, settled: ItemResult[R] | Successes) -> None:
+        """Place one item's result, or a run of successes, at its index."""
+        if type(settled) is Successes:
+            start, end = settled.start, settled.start + len(settled.values)
+            if end > len(self._values):
+                self._values.extend([None] * (end - len(self._values)))
+            self._values[start:end] = settled.values
+            return
+        result: ItemResult[R] = settled  # type: ignore[assignment]
         index, values = result._index, self._values
         if index >= len(values):
             values.extend([None] * (index + 1 - len(values)))

@@ -5,12 +5,13 @@ waiting and the way tasks execute."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from pyarallel._observers import Observers
 from pyarallel._plan import RunPlan
-from pyarallel._result import ItemResult
-from pyarallel._scheduler import RetryEvent, Schedule
+from pyarallel._result import ItemResult, Settled, Successes
+from pyarallel._scheduler import Event, RetryEvent, Schedule
 from pyarallel.contracts import RunInfo, RunSummary
 
 __all__ = ["Run"]
@@ -78,25 +79,32 @@ class Run:
         due = self.schedule.token_due
         return due if due is not None and due == self.wake_at() else None
 
-    def deliver(self, events: list[ItemResult[Any] | RetryEvent]) -> list[ItemResult[Any]]:
-        """Report ``events`` to observers and progress; return the final results among them."""
-        results = [event for event in events if isinstance(event, ItemResult)]
+    def deliver(self, events: list[Event]) -> list[Settled]:
+        """Report ``events`` to observers and progress; return the final results among them
+        (single items, or runs of successes that observers and progress see item by item)."""
+        if not events:
+            return []
+        results: list[Settled] = [event for event in events if type(event) is not RetryEvent]  # type: ignore[misc]
         observers, on_progress = self._observers, self._on_progress
         if not observers.watch_items and on_progress is None:
             return results
         schedule = self.schedule
         # The schedule has counted the whole task already; report one item at a time.
-        done = schedule.done - len(results)
+        done = schedule.done - sum(len(result) if type(result) is Successes else 1 for result in results)
         for event in events:
-            if isinstance(event, ItemResult):
-                done += 1
-            if observers.watch_items:
-                observers.item_event(self.info, event, done, schedule.seen)
-            if on_progress is not None and isinstance(event, ItemResult):
-                on_progress(done, schedule.total if schedule.total is not None else schedule.seen)
+            item_events: Sequence[ItemResult[Any] | RetryEvent] = (
+                event.results() if isinstance(event, Successes) else (event,)
+            )
+            for item_event in item_events:
+                if isinstance(item_event, ItemResult):
+                    done += 1
+                if observers.watch_items:
+                    observers.item_event(self.info, item_event, done, schedule.seen)
+                if on_progress is not None and isinstance(item_event, ItemResult):
+                    on_progress(done, schedule.total if schedule.total is not None else schedule.seen)
         return results
 
-    def expire(self) -> list[ItemResult[Any]]:
+    def expire(self) -> list[Settled]:
         """End the run on its timeout: a timeout failure for every unfinished item."""
         return self.deliver(list(self.schedule.expire(self.plan.options.timeout or 0.0)))
 

@@ -23,14 +23,15 @@ import heapq
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from pyarallel._errors import ItemError, ItemTimeoutError
-from pyarallel._result import ItemResult
-from pyarallel._tasks import ChunkClaim, Outcome
+from pyarallel._result import ItemResult, Settled, Successes
+from pyarallel._tasks import ChunkClaim
 from pyarallel.contracts import RateLimiter, RetryPolicy
 
-__all__ = ["Item", "RetryEvent", "Schedule", "Task"]
+__all__ = ["Event", "Item", "RetryEvent", "Schedule", "Task"]
 
 
 @dataclass(slots=True, eq=False)
@@ -42,7 +43,51 @@ class Item:
     attempts: int = 0
 
 
-Task = list[Item]
+class Task:
+    """Items submitted together as one call to the backend; ``payloads`` in order.
+
+    Most tasks are *blocks*: fresh items taken from the input together, with consecutive
+    indices from ``start``, each on its first attempt. A block has no per-item object
+    until one is needed (an item fails, or the block is reclaimed), so tiny items cost
+    the scheduler next to nothing. Other tasks carry ``Item``s that already have a life of
+    their own (admitted one at a time, retried, or given back); their ``start`` is -1.
+    """
+
+    __slots__ = ("_items", "payloads", "start")
+
+    def __init__(self, payloads: list[Any], start: int = -1, items: list[Item] | None = None) -> None:
+        self.payloads = payloads
+        self.start = start
+        self._items = items
+
+    @classmethod
+    def of(cls, items: list[Item]) -> Task:
+        """A task of items with lives of their own; counts one more attempt for each."""
+        for item in items:
+            item.attempts += 1
+        return cls([item.payload for item in items], items=items)
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def items(self) -> list[Item]:
+        """The task's items (a block's are made on first use, on their first attempt)."""
+        if self._items is None:
+            self._items = [Item(index, payload, 1) for index, payload in enumerate(self.payloads, self.start)]
+        return self._items
+
+    def indices(self) -> Iterator[int]:
+        """The input positions of the task's items."""
+        if self.start >= 0 and self._items is None:
+            return iter(range(self.start, self.start + len(self.payloads)))
+        return (item.index for item in self.items())
+
+    def keep_only(self, items: list[Item]) -> None:
+        """From now on the task stands for ``items`` only (the rest were settled or given
+        back), and is no longer a block."""
+        self._items = items
+        self.payloads = [item.payload for item in items]
+        self.start = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +98,10 @@ class RetryEvent:
     attempt: int
     error: BaseException
     delay: float
+
+
+# What a schedule reports: final results (one item or a run of successes) and retries.
+Event = Settled | RetryEvent
 
 
 class Schedule:
@@ -93,14 +142,14 @@ class Schedule:
         # Chunks running in this process can give back the items they have not started
         # when they run far longer than planned (one item is unexpectedly slow).
         self._stall_seconds = 10 * task_seconds + 0.005 if reclaim and task_seconds else None
-        self._claims: dict[int, tuple[Task, ChunkClaim, float]] = {}  # id(task) -> ..., deadline
-        self._reported: dict[int, int] = {}  # id(task) -> outcomes already settled on reclaim
+        self._claims: dict[Task, tuple[ChunkClaim, float]] = {}  # task -> claim, deadline
+        self._reported: dict[Task, int] = {}  # task -> items already settled on reclaim
         self._limiter = limiter
         self._retry = retry
         self._ready: deque[Item] = deque()  # admitted, waiting for a worker
         self._backoff: list[tuple[float, int, Item]] = []  # heap: (ready time, index, item)
-        self._unfinished: dict[int, Item] = {}  # every admitted item not finished yet
-        self._in_flight = 0  # tasks submitted and not finished
+        self._running: set[Task] = set()  # tasks submitted and not finished
+        self._open = 0  # items admitted and not finished
         self._token_due: float | None = None  # when the rate limiter said to ask again
         self._exhausted = False
         self.seen = 0  # items taken from the input
@@ -112,70 +161,74 @@ class Schedule:
     @property
     def finished(self) -> bool:
         """True once the input is exhausted and every item taken from it has finished."""
-        return self._exhausted and not self._unfinished
+        return self._exhausted and not self._open
 
     def needs_input(self) -> bool:
         """True when a driver-fed schedule has a free slot and nothing ready to fill it."""
         return (
             not self._exhausted
             and not self._ready
-            and self._in_flight < self._max_in_flight
-            and (self._window is None or len(self._unfinished) < self._window)
+            and len(self._running) < self._max_in_flight
+            and (self._window is None or self._open < self._window)
         )
 
     def admit(self, payload: Any) -> None:
         """Take one more input item (driver-fed schedules)."""
-        self._ready.append(self._new_item(payload))
+        self._ready.append(Item(self.seen, payload))
+        self.seen += 1
+        self._open += 1
 
     def close_input(self) -> None:
         """The driver-fed input is exhausted."""
         self._exhausted = True
 
     def next_tasks(self, now: float) -> list[Task]:
-        """The tasks to submit now. Call again after any task finishes or at ``wake_at()``."""
+        """The tasks to submit now. Call again after any task finishes or at ``wake_at()``.
+
+        Each item in them has drawn its rate-limit token and counts one more attempt."""
         self._release_backoffs(now)
         self._token_due = None
         tasks: list[Task] = []
-        while self._in_flight < self._max_in_flight:
-            item = self._next_ready()
-            if item is None:
+        while len(self._running) < self._max_in_flight:
+            task_size = self._task_size()
+            task = self._take_ready(task_size) if self._ready else self._take_input(task_size)
+            if task is None:
                 break
             if self._limiter is not None:
                 wait = self._limiter.try_acquire()
                 if wait > 0:
-                    self._ready.appendleft(item)
+                    self._give_back(task)
                     self._token_due = now + wait
                     break
-            task = [item]
-            if self._chunks is not None:
-                self._fill(task, self._chunks.size(self._remaining(), self._max_in_flight, self._window))
-                if len(task) > 1 and self._stall_seconds is not None:
-                    self._claims[id(task)] = (task, ChunkClaim(len(task)), now + self._stall_seconds)
-            for member in task:
-                member.attempts += 1
-            self._in_flight += 1
+            self._running.add(task)
+            if len(task) > 1 and self._stall_seconds is not None:
+                self._claims[task] = (ChunkClaim(len(task)), now + self._stall_seconds)
             tasks.append(task)
         return tasks
 
-    def reclaim_stalled(self, now: float) -> list[ItemResult[Any] | RetryEvent]:
+    def reclaim_stalled(self, now: float) -> list[Event]:
         """Chunks that have run far longer than planned (an item in them is unexpectedly
         slow) give back their unstarted items, to run elsewhere, and report the items they
         have finished; only the items still running stay with them."""
-        events: list[ItemResult[Any] | RetryEvent] = []
-        for key, (task, claim, deadline) in list(self._claims.items()):
+        events: list[Event] = []
+        for task, (claim, deadline) in list(self._claims.items()):
             if deadline > now:
                 continue
-            del self._claims[key]
+            del self._claims[task]
             started = claim.revoke()
-            finished = claim.outcomes[: min(len(claim.outcomes), started)]
-            for item in reversed(task[started:]):
+            finished = min(len(claim.values), started)
+            failed = {position for position in claim.failed if position < finished}
+            items = task.items()
+            for item in reversed(items[started:]):
                 item.attempts -= 1
                 self._ready.appendleft(item)
-            for item, (ok, value) in zip(task, finished, strict=False):
-                events.append(self._settle(item, ok, value, now))
-            del task[started:]
-            del task[: len(finished)]
-            self._reported[key] = len(finished)
+            values = claim.values
+            events.extend(
+                self._settle(items[position], position not in failed, values[position], now)
+                for position in range(finished)
+            )
+            task.keep_only(items[finished:started])
+            self._reported[task] = finished
         return events
 
     @property
@@ -185,74 +238,72 @@ class Schedule:
 
     def stop_claims(self) -> None:
         """The run is ending early: chunks in flight start no further item."""
-        for _, claim, _ in self._claims.values():
+        for claim, _ in self._claims.values():
             claim.revoke()
         self._claims.clear()
 
     def claim(self, task: Task) -> ChunkClaim | None:
         """The claim through which ``task``'s items are handed out, when it can be reclaimed."""
-        entry = self._claims.get(id(task))
-        return None if entry is None else entry[1]
+        entry = self._claims.get(task)
+        return None if entry is None else entry[0]
 
     def wake_at(self) -> float | None:
         """When ``next_tasks`` may have something new to start without any task finishing."""
         times = [
             t for t in (self._token_due, self._backoff[0][0] if self._backoff else None) if t is not None
         ]
-        times.extend(deadline for _, _, deadline in self._claims.values())
+        times.extend(deadline for _, deadline in self._claims.values())
         return min(times) if times else None
 
     def finish_task(
-        self, task: Task, outcomes: list[Outcome] | BaseException, now: float, seconds: float | None = None
-    ) -> list[ItemResult[Any] | RetryEvent]:
-        """Record a finished task: ``outcomes`` has one ``(ok, value_or_error)`` per item,
-        or is the exception that failed the whole task; ``seconds`` is how long it ran."""
-        self._in_flight -= 1
-        self._claims.pop(id(task), None)
-        reported = self._reported.pop(id(task), 0)
-        if reported and not isinstance(outcomes, BaseException):
-            outcomes = outcomes[reported:]
-        if seconds is not None and self._chunks is not None and task:
-            self._chunks.observe(seconds, len(task))
-        if isinstance(outcomes, BaseException):
-            if len(task) > 1 and isinstance(outcomes, ItemError):
-                # The backend could not run the task as a whole (e.g. one result could not
-                # be pickled): run its items one by one so only the culprit fails.
-                for item in reversed(task):
-                    item.attempts -= 1
-                    self._ready.appendleft(item)
-                return []
-            outcomes = [(False, outcomes)] * len(task)
-        events: list[ItemResult[Any] | RetryEvent] = []
-        append, unfinished, success = events.append, self._unfinished, ItemResult.success
-        succeeded = 0
-        for item, (ok, value) in zip(task, outcomes, strict=True):
-            if ok:  # the common case, inlined: this loop runs once per item
-                index = item.index
-                del unfinished[index]
-                append(success(index, value))
-                succeeded += 1
-            else:
-                append(self._settle(item, ok, value, now))
-        self.succeeded += succeeded
-        self.done += succeeded
-        return events
+        self,
+        task: Task,
+        values: list[Any] | BaseException,
+        failed: list[int],
+        now: float,
+        seconds: float | None = None,
+    ) -> list[Event]:
+        """Record a finished task: ``values`` has one return value or exception per item,
+        ``failed`` the positions of the exceptions (see ``TaskReport``); or ``values`` is
+        the exception that failed the whole task. ``seconds`` is how long it ran."""
+        self._running.discard(task)
+        self._claims.pop(task, None)
+        reported = self._reported.pop(task, 0)
+        if seconds is not None and self._chunks is not None and len(task):
+            self._chunks.observe(seconds, len(task) + reported)
+        if isinstance(values, BaseException):
+            return self._fail_whole(task, values, now)
+        if reported:  # the first ``reported`` items were settled when the task was reclaimed
+            values = values[reported:]
+            failed = [position - reported for position in failed if position >= reported]
+        if not failed and task.start >= 0:  # the common case: a block that fully succeeded
+            count = len(values)
+            self._open -= count
+            self.done += count
+            self.succeeded += count
+            return [Successes(task.start, values)]
+        failures = set(failed)
+        return [
+            self._settle(item, position not in failures, value, now)
+            for position, (item, value) in enumerate(zip(task.items(), values, strict=True))
+        ]
 
     def expire(self, timeout: float) -> list[ItemResult[Any]]:
         """End the run now: a timeout failure for every unfinished item, including the items
         of a sized input that were never taken from it."""
-        results: list[ItemResult[Any]] = [
-            ItemResult.failure(index, ItemTimeoutError(index, timeout)) for index in sorted(self._unfinished)
-        ]
+        unfinished = [index for task in self._running for index in task.indices()]
+        unfinished.extend(item.index for item in self._ready)
+        unfinished.extend(item.index for _, _, item in self._backoff)
         if self.total is not None:
-            results.extend(
-                ItemResult.failure(index, ItemTimeoutError(index, timeout))
-                for index in range(self.seen, self.total)
-            )
+            unfinished.extend(range(self.seen, self.total))
             self.seen = self.total
-        self._unfinished.clear()
+        results: list[ItemResult[Any]] = [
+            ItemResult.failure(index, ItemTimeoutError(index, timeout)) for index in sorted(unfinished)
+        ]
+        self._running.clear()
         self._ready.clear()
         self._backoff.clear()
+        self._open = 0
         self._exhausted = True
         self.expired = True
         self.done += len(results)
@@ -260,7 +311,16 @@ class Schedule:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _settle(self, item: Item, ok: bool, value: Any, now: float) -> ItemResult[Any] | RetryEvent:
+    def _fail_whole(self, task: Task, error: BaseException, now: float) -> list[Event]:
+        items = task.items()
+        if len(items) > 1 and isinstance(error, ItemError):
+            # The backend could not run the task as a whole (e.g. one result could not
+            # be pickled): run its items one by one so only the culprit fails.
+            self._give_back(task)
+            return []
+        return [self._settle(item, False, error, now) for item in items]
+
+    def _settle(self, item: Item, ok: bool, value: Any, now: float) -> Event:
         if not ok:
             error: BaseException = value
             if isinstance(error, ItemError) and error.index is None:
@@ -274,7 +334,7 @@ class Schedule:
         else:
             self.succeeded += 1
             result = ItemResult.success(item.index, value)
-        del self._unfinished[item.index]
+        self._open -= 1
         self.done += 1
         return result
 
@@ -282,38 +342,53 @@ class Schedule:
         while self._backoff and self._backoff[0][0] <= now:
             self._ready.append(heapq.heappop(self._backoff)[2])
 
-    def _next_ready(self) -> Item | None:
-        if self._ready:
-            return self._ready.popleft()
-        if self._source is None or self._exhausted:
-            return None
-        if self._window is not None and len(self._unfinished) >= self._window:
-            return None
-        try:
-            payload = next(self._source)
-        except StopIteration:
-            self._exhausted = True
-            return None
-        return self._new_item(payload)
+    def _can_take_input(self) -> bool:
+        return (
+            self._source is not None
+            and not self._exhausted
+            and (self._window is None or self._open < self._window)
+        )
 
-    def _fill(self, task: Task, size: int) -> None:
-        while len(task) < size:
-            item = self._next_ready()
-            if item is None:
-                return
-            task.append(item)
+    def _take_ready(self, size: int) -> Task:
+        """A task of up to ``size`` items from the ready queue (retried or given back)."""
+        ready = self._ready
+        items = [ready.popleft() for _ in range(min(size, len(ready)))]
+        return Task.of(items)
+
+    def _give_back(self, task: Task) -> None:
+        """Return a task's items, unstarted, to the front of the ready queue."""
+        for item in reversed(task.items()):
+            item.attempts -= 1
+            self._ready.appendleft(item)
+
+    def _take_input(self, size: int) -> Task | None:
+        """A block of up to ``size`` fresh items from the input, or None when there is
+        nothing to take (no input of its own, exhausted, or the window is full)."""
+        if not self._can_take_input():
+            return None
+        assert self._source is not None
+        if self._window is not None:
+            size = min(size, self._window - self._open)
+        payloads = list(islice(self._source, size))
+        if len(payloads) < size:
+            self._exhausted = True
+        if not payloads:
+            return None
+        task = Task(payloads, start=self.seen)
+        self.seen += len(payloads)
+        self._open += len(payloads)
+        return task
+
+    def _task_size(self) -> int:
+        if self._chunks is None:
+            return 1
+        return self._chunks.size(self._remaining(), self._max_in_flight, self._window)
 
     def _remaining(self) -> int | None:
         """Items not yet started, when the input's size is known."""
         if self.total is None:
             return None
         return self.total - self.seen + len(self._ready)
-
-    def _new_item(self, payload: Any) -> Item:
-        item = Item(self.seen, payload)
-        self._unfinished[item.index] = item
-        self.seen += 1
-        return item
 
 
 class _ChunkSizer:
@@ -322,11 +397,14 @@ class _ChunkSizer:
     Tiny items are grouped so that a task lasts about ``task_seconds`` (the backend's
     preferred task length, which amortises its per-task overhead); an item that takes
     longer than that travels alone, so chunking never delays a slow item behind others.
-    Chunks are also kept small enough that every worker gets several near the end, and
-    that the input window is shared by every task in flight.
+    Near the end of a sized input chunks shrink so every worker gets a share of what is
+    left, but never below ``MIN_FRACTION`` of the preferred length: below that, the
+    per-task overhead costs more than an uneven finish. Chunks are also kept small
+    enough that the input window is shared by every task in flight.
     """
 
     MAX_SIZE = 10_000
+    MIN_FRACTION = 0.25
 
     def __init__(self, task_seconds: float) -> None:
         self._task_seconds = task_seconds
@@ -341,9 +419,11 @@ class _ChunkSizer:
         """Items for the next task, when up to ``tasks`` tasks can be in flight at once."""
         if self._item_seconds is None:
             return 1  # measure one item per task first
-        size = min(self.MAX_SIZE, int(self._task_seconds / max(self._item_seconds, 1e-9)))
+        preferred = int(self._task_seconds / max(self._item_seconds, 1e-9))
+        size = min(self.MAX_SIZE, preferred)
         if remaining is not None:
-            size = min(size, -(-remaining // (2 * tasks)))
+            share = -(-remaining // (2 * tasks))
+            size = min(size, max(share, int(preferred * self.MIN_FRACTION)))
         if window is not None:
             # the window is shared by every task in flight, so every worker gets some
             size = min(size, window // tasks)

@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["ChunkClaim", "Outcome", "RemoteTraceback", "TaskReport", "run_task"]
+__all__ = ["ChunkClaim", "RemoteTraceback", "TaskReport", "run_task"]
 
-# (True, value) for a success, (False, exception) for a failure.
-Outcome = tuple[bool, Any]
-# One outcome per item, and the seconds the task took where it ran.
-TaskReport = tuple[list[Outcome], float]
+# What a task sends back: ``values`` holds one entry per item, in order: the item's return
+# value, or the exception it failed with; ``failed`` lists the positions holding an
+# exception (empty when every item succeeded, the common case, which the scheduler then
+# settles as a whole). Last, the seconds the task took where it ran.
+TaskReport = tuple[list[Any], list[int], float]
 
 
 def run_task(
@@ -28,7 +29,7 @@ def run_task(
     origin_pid: int,
     claim: ChunkClaim | None = None,
 ) -> TaskReport:
-    """Call ``fn`` on each payload (``fn(*payload)`` when ``star``) and collect outcomes.
+    """Call ``fn`` on each payload (``fn(*payload)`` when ``star``) and report every outcome.
 
     ``origin_pid`` is the scheduler's process id: in any other process a failure's
     traceback would be lost on the way back, so it travels along as text. The task's own
@@ -37,28 +38,32 @@ def run_task(
     through it, and only the ones taken are run and reported.
     """
     started = time.perf_counter()
-    # With a claim, outcomes are shared so the scheduler can report them while we run.
-    outcomes: list[Outcome] = [] if claim is None else claim.outcomes
+    # With a claim, the report is shared so the scheduler can settle items while we run.
+    values: list[Any] = [] if claim is None else claim.values
+    failed: list[int] = [] if claim is None else claim.failed
+    append = values.append
     for payload in payloads if claim is None else _claimed(payloads, claim):
         try:
             value = fn(*payload) if star else fn(payload)
         except BaseException as error:  # SystemExit, KeyboardInterrupt too: they fail this item only
             if os.getpid() != origin_pid:
                 error = _with_remote_traceback(error)  # type: ignore[assignment]
-            outcomes.append((False, error))
+            failed.append(len(values))
+            append(error)
         else:
-            outcomes.append((True, value))
-    return outcomes, time.perf_counter() - started
+            append(value)
+    return values, failed, time.perf_counter() - started
 
 
 class ChunkClaim:
     """Hands out a chunk's items one at a time, and lets the scheduler stop that and take
     back the items not started yet. Only meaningful when tasks share this process."""
 
-    __slots__ = ("_limit", "_lock", "_next", "outcomes")
+    __slots__ = ("_limit", "_lock", "_next", "failed", "values")
 
     def __init__(self, size: int) -> None:
-        self.outcomes: list[Outcome] = []  # appended by the task as its items finish
+        self.values: list[Any] = []  # appended by the task as its items finish
+        self.failed: list[int] = []  # positions in ``values`` that hold an exception
         self._lock = threading.Lock()
         self._next = 0
         self._limit = size
