@@ -2,7 +2,8 @@
 
 The metric is wall time / ideal, ideal = items x 0.005 s / threads (0.2 s). A reference row
 gives the accuracy of a bare ``time.sleep(0.005)`` on this machine (actual / requested),
-the floor no pool can beat.
+and a "bare threads" row the wall time of plain threads sleeping equal shares back to
+back: the floor no pool can beat.
 """
 
 from __future__ import annotations
@@ -49,6 +50,28 @@ def measure_bare_sleep(variant: str, params: Params) -> Measurement:
     return Measurement({"sleep_accuracy": median(samples) / requested}, {"median_sleep_s": median(samples)})
 
 
+def measure_bare_threads(variant: str, params: Params) -> Measurement:
+    """The floor for any pool: ``workers`` plain threads started inside the clock, each
+    sleeping its equal share of the items back to back (no queue, no futures)."""
+    import threading
+
+    share = params["items"] // params["workers"]
+    sleep_s = params["sleep_s"]
+
+    def sleeper() -> None:
+        for _ in range(share):
+            time.sleep(sleep_s)
+
+    threads = [threading.Thread(target=sleeper) for _ in range(params["workers"])]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    return Measurement({"wall_over_ideal": seconds / ideal_seconds(params)}, {"wall_s": seconds})
+
+
 def pyarallel_contender(executor: str = "thread", name: str = "pyarallel") -> Contender:
     return Contender(name, measure(pyarallel_pool(executor)), Role.SUBJECT)
 
@@ -70,6 +93,7 @@ WORKLOAD = Workload(
         Contender("mpire threads", measure(MPIRE_THREADS)),
         Contender("pebble ThreadPool", measure(PEBBLE_THREADS)),
         pyarallel_contender(),
+        Contender("bare threads", measure_bare_threads, Role.REFERENCE),
         Contender("bare time.sleep", measure_bare_sleep, Role.REFERENCE),
     ),
     targets=(Target("wall_over_ideal", "<= 1.06 x ideal", _near_ideal),),
