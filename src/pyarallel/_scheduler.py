@@ -188,21 +188,34 @@ class Schedule:
         Each item in them has drawn its rate-limit token and counts one more attempt."""
         self._release_backoffs(now)
         self._token_due = None
+        if self._limiter is not None:
+            return self._next_paced_tasks(now, self._limiter)
         tasks: list[Task] = []
         while len(self._running) < self._max_in_flight:
             task_size = self._task_size()
             task = self._take_ready(task_size) if self._ready else self._take_input(task_size)
             if task is None:
                 break
-            if self._limiter is not None:
-                wait = self._limiter.try_acquire()
-                if wait > 0:
-                    self._give_back(task)
-                    self._token_due = now + wait
-                    break
             self._running.add(task)
             if len(task) > 1 and self._stall_seconds is not None:
                 self._claims[task] = (ChunkClaim(len(task)), now + self._stall_seconds)
+            tasks.append(task)
+        return tasks
+
+    def _next_paced_tasks(self, now: float, limiter: RateLimiter) -> list[Task]:
+        """``next_tasks`` under a rate limit: one item per task, each drawing a token.
+
+        The next item waits in READY, so that when its token comes due, drawing it is the
+        first thing done (every microsecond between the due time and the draw lowers
+        the achieved rate), and no token is drawn for an input that has run out."""
+        tasks: list[Task] = []
+        while len(self._running) < self._max_in_flight and self._ensure_ready():
+            wait = limiter.try_acquire()
+            if wait > 0:
+                self._token_due = now + wait
+                break
+            task = self._take_ready(1)
+            self._running.add(task)
             tasks.append(task)
         return tasks
 
@@ -354,6 +367,15 @@ class Schedule:
         ready = self._ready
         items = [ready.popleft() for _ in range(min(size, len(ready)))]
         return Task.of(items)
+
+    def _ensure_ready(self) -> bool:
+        """Move one item from the input to READY if READY is empty; False if none is left."""
+        if not self._ready:
+            task = self._take_input(1)
+            if task is None:
+                return False
+            self._give_back(task)  # onto READY, not started
+        return True
 
     def _give_back(self, task: Task) -> None:
         """Return a task's items, unstarted, to the front of the ready queue."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import CancelledError, Future
 from queue import Empty, SimpleQueue
@@ -73,6 +74,7 @@ def _drive(run: Run, backend: Backend) -> Generator[Settled, None, None]:
     schedule, plan = run.schedule, run.plan
     fn, star, origin_pid = plan.fn, plan.star, os.getpid()
     completed: SimpleQueue[_TaskFuture] = SimpleQueue()
+    held: deque[_TaskFuture] = deque()  # finished just before a token came due; handled next
     in_flight: dict[_TaskFuture, Task] = {}
     while True:
         now = time.monotonic()
@@ -90,22 +92,28 @@ def _drive(run: Run, backend: Backend) -> Generator[Settled, None, None]:
             future.add_done_callback(completed.put)
         if schedule.finished:
             return
-        finished = _next_completion(completed, run)
+        finished = held.popleft() if held else _next_completion(completed, held, run)
         while finished is not None:  # handle every task that has finished by now
             task = in_flight.pop(finished)
             values, failed, seconds = _report(finished)
             yield from run.deliver(schedule.finish_task(task, values, failed, time.monotonic(), seconds))
-            try:
-                finished = completed.get_nowait()
-            except Empty:
-                finished = None
+            finished = held.popleft() if held else _finished_now(completed)
 
 
 POLL_SECONDS = 0.0005  # how long before a token comes due to stop sleeping and poll
+SPIN_SECONDS = 0.0001  # how long before it to stop yielding to other threads between polls
 
 
-def _next_completion(completed: SimpleQueue[_TaskFuture], run: Run) -> _TaskFuture | None:
-    """The next finished task, or None once it is time to act without one."""
+def _next_completion(
+    completed: SimpleQueue[_TaskFuture], held: deque[_TaskFuture], run: Run
+) -> _TaskFuture | None:
+    """The next finished task, or None once it is time to act without one.
+
+    When a rate-limit token is next, sleep until just before it and poll for the rest:
+    timer wake-ups come 0.1-1 ms late, and every late start would lower the rate. A task
+    finishing in that last stretch is put in ``held`` and handled after the token is
+    drawn, for the same reason (calls lasting a whole number of intervals finish just as
+    a token comes due)."""
     due = run.token_deadline()
     try:
         if due is None:
@@ -116,12 +124,20 @@ def _next_completion(completed: SimpleQueue[_TaskFuture], run: Run) -> _TaskFutu
     except Empty:
         if due is None:
             return None
-    while time.monotonic() < due:
+    while (left := due - time.monotonic()) > 0:
         try:
-            return completed.get_nowait()
+            held.append(completed.get_nowait())
         except Empty:
-            time.sleep(0)  # let the workers run
+            if left > SPIN_SECONDS:
+                time.sleep(0)  # let the workers run (a yield costs tens of microseconds)
     return None
+
+
+def _finished_now(completed: SimpleQueue[_TaskFuture]) -> _TaskFuture | None:
+    try:
+        return completed.get_nowait()
+    except Empty:
+        return None
 
 
 def _report(future: _TaskFuture) -> tuple[list[Any] | BaseException, list[int], float | None]:
