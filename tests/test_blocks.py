@@ -26,6 +26,7 @@ from test_plugins import FixedInterval, LimiterPlugin, Observer, PoolBackend
 from test_plugins import register as register  # noqa: PLC0414 - the fixture, requested by name
 
 WORKERS = 2
+EXECUTORS = [pytest.param("thread", id="threads"), pytest.param("process", id="processes")]
 
 # -- work items (module level; cloudpickle sends them to the workers) -------------------------
 
@@ -202,6 +203,37 @@ def test_retry_inside_a_block_on_threads_reruns_only_the_failed_items() -> None:
     assert {x: count for x, count in fn.calls.items() if count != 1} == dict.fromkeys(FAILING, 2)
 
 
+def _dense_failure(x: int) -> bool:
+    """Runs of adjacent failures and lone ones, so that blocks start, end and are cut in
+    the middle by failures whatever their sizes."""
+    return x % 7 in (0, 1) or x % 50 == 49
+
+
+def _square_or_fail_densely(x: int) -> int:
+    if _dense_failure(x):
+        raise ValueError(x)
+    return x * x
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_dense_and_adjacent_failures_split_blocks_exactly(executor: str) -> None:
+    n = 3_000
+    progress: list[int] = []
+    result = parallel_map(
+        _square_or_fail_densely,
+        range(n),
+        executor=executor,
+        workers=WORKERS,
+        on_progress=lambda done, total: progress.append(done),
+    )
+    failing = [x for x in range(n) if _dense_failure(x)]
+    assert [index for index, _ in result.failures()] == failing
+    assert all(isinstance(error, ValueError) and error.args == (index,) for index, error in result.failures())
+    assert result.successes() == [(x, x * x) for x in range(n) if not _dense_failure(x)]
+    assert progress == list(range(1, n + 1))
+
+
 # -- one rate-limit token per attempt ------------------------------------------------------------
 
 
@@ -271,9 +303,6 @@ def test_progress_and_observers_see_every_item_of_a_block_once(register: Callabl
 
 
 # -- streams ---------------------------------------------------------------------------------
-
-
-EXECUTORS = [pytest.param("thread", id="threads"), pytest.param("process", id="processes")]
 
 
 @pytest.mark.timeout(60)

@@ -89,19 +89,25 @@ class Run:
         if not observers.watch_items and on_progress is None:
             return results
         schedule = self.schedule
+        total = schedule.total if schedule.total is not None else schedule.seen
         # The schedule has counted the whole task already; report one item at a time.
         done = schedule.done - sum(len(result) if type(result) is Successes else 1 for result in results)
         for event in events:
+            if on_progress is not None and not observers.watch_items:  # no ItemResult is needed
+                if not isinstance(event, RetryEvent):
+                    for _ in range(len(event) if isinstance(event, Successes) else 1):
+                        done += 1
+                        on_progress(done, total)
+                continue
             item_events: Sequence[ItemResult[Any] | RetryEvent] = (
                 event.results() if isinstance(event, Successes) else (event,)
             )
             for item_event in item_events:
                 if isinstance(item_event, ItemResult):
                     done += 1
-                if observers.watch_items:
-                    observers.item_event(self.info, item_event, done, schedule.seen)
+                observers.item_event(self.info, item_event, done, schedule.seen)
                 if on_progress is not None and isinstance(item_event, ItemResult):
-                    on_progress(done, schedule.total if schedule.total is not None else schedule.seen)
+                    on_progress(done, total)
         return results
 
     def expire(self) -> list[Settled]:

@@ -70,6 +70,11 @@ class Task:
     def __len__(self) -> int:
         return len(self.payloads)
 
+    @property
+    def has_items(self) -> bool:
+        """True once the task's ``Item`` objects exist (always, for a task that is not a block)."""
+        return self._items is not None
+
     def items(self) -> list[Item]:
         """The task's items (a block's are made on first use, on their first attempt)."""
         if self._items is None:
@@ -289,12 +294,8 @@ class Schedule:
         if reported:  # the first ``reported`` items were settled when the task was reclaimed
             values = values[reported:]
             failed = [position - reported for position in failed if position >= reported]
-        if not failed and task.start >= 0:  # the common case: a block that fully succeeded
-            count = len(values)
-            self._open -= count
-            self.done += count
-            self.succeeded += count
-            return [Successes(task.start, values)]
+        if task.start >= 0:  # a block: its successes are settled in runs, not one by one
+            return self._settle_block(task, values, failed, now)
         failures = set(failed)
         return [
             self._settle(item, position not in failures, value, now)
@@ -332,6 +333,33 @@ class Schedule:
             self._give_back(task)
             return []
         return [self._settle(item, False, error, now) for item in items]
+
+    def _settle_block(self, task: Task, values: list[Any], failed: list[int], now: float) -> list[Event]:
+        """A block's items: each run of consecutive successes as one ``Successes`` (the
+        whole block, in the common case), each failure on its own."""
+        if len(values) != len(task):
+            raise ValueError(f"a task of {len(task)} items reported {len(values)} outcomes")
+        events: list[Event] = []
+        start, items = task.start, task.items() if task.has_items else None
+        settled = 0  # positions before this one are settled
+        for position in sorted(failed):
+            if position > settled:
+                events.append(self._succeed_run(start + settled, values[settled:position]))
+            item = (
+                items[position] if items is not None else Item(start + position, task.payloads[position], 1)
+            )
+            events.append(self._settle(item, False, values[position], now))
+            settled = position + 1
+        if settled < len(values):
+            events.append(self._succeed_run(start + settled, values[settled:] if settled else values))
+        return events
+
+    def _succeed_run(self, start: int, values: list[Any]) -> Successes:
+        count = len(values)
+        self._open -= count
+        self.done += count
+        self.succeeded += count
+        return Successes(start, values)
 
     def _settle(self, item: Item, ok: bool, value: Any, now: float) -> Event:
         if not ok:
