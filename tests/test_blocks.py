@@ -331,7 +331,14 @@ def test_breaking_out_of_parallel_iter_leaves_no_thread_behind(executor: str) ->
 
     received: list[ItemResult[int]] = []
     started: set[threading.Thread] = set()  # threads the run started, seen while it runs
-    stream = parallel_iter(_square, (x for x in range(n)), executor=executor, workers=WORKERS)
+    ran_on: set[threading.Thread] = set()  # threads: the pool may be an idle one reused
+
+    def square_on_thread(x: int) -> int:
+        ran_on.add(threading.current_thread())
+        return x * x
+
+    fn = square_on_thread if executor == "thread" else _square
+    stream = parallel_iter(fn, (x for x in range(n)), executor=executor, workers=WORKERS)
     with contextlib.closing(stream):
         for result in stream:
             received.append(result)
@@ -344,8 +351,10 @@ def test_breaking_out_of_parallel_iter_leaves_no_thread_behind(executor: str) ->
         next(stream)
 
     if executor == "thread":  # control: the run's own pool threads were seen
-        assert sum(t.name.startswith("pyarallel-thread") for t in started) == WORKERS
+        assert 1 <= len(ran_on) <= WORKERS  # a warm pool may run 100 tiny items on one thread
+        assert all(t.name.startswith("pyarallel-thread") for t in ran_on)
     started |= set(threading.enumerate()) - before
+    started |= ran_on
     for thread in started:
         thread.join(timeout=10)
     assert [t.name for t in started if t.is_alive()] == []

@@ -5,6 +5,11 @@ so an item still running when a call times out or is interrupted never keeps the
 interpreter from exiting (the standard ``ThreadPoolExecutor`` joins its threads at
 exit). A thread cannot be killed: such an item runs on in the background and its result
 is discarded.
+
+Starting a thread costs a fraction of a millisecond, so the pool of a call that
+completed is kept, idle, for the next call asking for as many threads (``_IdlePools``).
+A call that ends early (timeout, Ctrl-C, a closed stream) may leave items running: its
+pool is shut down instead.
 """
 
 from __future__ import annotations
@@ -103,8 +108,50 @@ def _work(jobs: SimpleQueue[_Job | None]) -> None:
         del future, fn, args
 
 
+class _IdlePools:
+    """Pools whose run completed, each waiting for a run that wants its number of threads.
+
+    At most ``MAX_IDLE`` are kept (the oldest is shut down to make room), so the idle
+    threads a program can accumulate stay bounded. A forked child forgets them: their
+    threads do not exist there.
+    """
+
+    MAX_IDLE = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pools: list[DaemonThreadPool] = []  # oldest first
+
+    def take(self, size: int) -> DaemonThreadPool | None:
+        """An idle pool of ``size`` threads, now owned by the caller, if there is one."""
+        with self._lock:
+            for position in range(len(self._pools) - 1, -1, -1):
+                if self._pools[position].max_workers == size:
+                    return self._pools.pop(position)
+        return None
+
+    def keep(self, pool: DaemonThreadPool) -> None:
+        """Keep ``pool``, whose run completed (no task is running), for a later run."""
+        with self._lock:
+            self._pools.append(pool)
+            evicted = self._pools[: -self.MAX_IDLE] if len(self._pools) > self.MAX_IDLE else []
+            del self._pools[: len(evicted)]
+        for old in evicted:
+            old.shutdown(wait=False)
+
+    def forget(self) -> None:
+        self._pools = []
+        self._lock = threading.Lock()
+
+
+_IDLE = _IdlePools()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_IDLE.forget)
+
+
 class ThreadBackend:
-    """One run's thread pool: ``workers`` threads, torn down when the run ends."""
+    """One run's thread pool: ``workers`` threads, an idle pool reused when one of that
+    size is kept; given back when the run completes, torn down when it ends early."""
 
     name = NAME
     queue_ahead = True  # the pool has exactly `capacity` threads
@@ -113,13 +160,16 @@ class ThreadBackend:
 
     def __init__(self, workers: int | None) -> None:
         self.capacity = workers if workers is not None else default_thread_count()
-        self._pool = DaemonThreadPool(self.capacity)
+        self._pool = _IDLE.take(self.capacity) or DaemonThreadPool(self.capacity)
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
         return self._pool.submit(fn, *args)
 
     def close(self, *, abort: bool) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=abort)
+        if abort:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        else:
+            _IDLE.keep(self._pool)
 
 
 @hookimpl
