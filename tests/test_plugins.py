@@ -13,6 +13,7 @@ import tempfile
 import textwrap
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -719,6 +720,67 @@ def test_plugin_autoload_can_be_disabled(tmp_path: Path) -> None:
     assert report["values"] is None
     assert "'demo'" in report["error"]
     assert "'thread'" in report["error"]
+
+
+METADATA_PROBE = """
+import json, sys
+import pyarallel
+values = pyarallel.parallel_map(abs, [-1, -2]).values()
+print(json.dumps({
+    "values": values,
+    "plugins": [p.name for p in pyarallel.list_plugins()],
+    "metadata_imported": "importlib.metadata" in sys.modules,
+}))
+"""
+
+
+def _install_distribution_without_plugins(root: Path) -> None:
+    """A distribution with entry points in other groups only, and a one-file egg-info."""
+    dist_info = root / "unrelated_tool-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: unrelated-tool\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[console_scripts]\ntool = unrelated_tool:main\n# [pyarallel]\n"
+    )
+    (root / "legacy-0.1.egg-info").write_text("Metadata-Version: 1.0\nName: legacy\nVersion: 0.1\n")
+
+
+@pytest.mark.timeout(90)
+def test_without_any_pyarallel_entry_point_the_metadata_machinery_is_never_imported(tmp_path: Path) -> None:
+    _install_distribution_without_plugins(tmp_path)
+    report = _run_python(METADATA_PROBE, pythonpath=tmp_path)
+    assert report["values"] == [1, 2]
+    assert report["metadata_imported"] is False  # entry points were not loaded through it
+    assert all(name.startswith("pyarallel._builtin") for name in report["plugins"])
+
+
+@pytest.mark.timeout(90)
+def test_one_pyarallel_entry_point_among_other_distributions_is_found(tmp_path: Path) -> None:
+    _install_distribution_without_plugins(tmp_path)
+    _install_demo_distribution(tmp_path)
+    report = _run_python(PROBE, pythonpath=tmp_path)
+    assert report["values"] == [2, 4, 6]
+    assert "demo" in [p["name"] for p in report["plugins"]]
+
+
+@pytest.mark.timeout(90)
+def test_a_zip_archive_on_the_path_is_left_to_the_full_entry_point_loader(tmp_path: Path) -> None:
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("zipped_pyarallel_plugin.py", DEMO_PLUGIN)
+        bundle.writestr(
+            "zipped_pyarallel_plugin-0.1.dist-info/METADATA",
+            "Metadata-Version: 2.1\nName: zipped-pyarallel-plugin\nVersion: 0.1\n",
+        )
+        bundle.writestr(
+            "zipped_pyarallel_plugin-0.1.dist-info/entry_points.txt",
+            "[pyarallel]\ndemo = zipped_pyarallel_plugin\n",
+        )
+    report = _run_python(PROBE, pythonpath=archive)
+    assert report["values"] == [2, 4, 6]  # the plugin inside the archive was loaded
+    assert {"name": "demo", "executors": ["demo"], "distribution": "zipped-pyarallel-plugin 0.1"} in report[
+        "plugins"
+    ]
 
 
 @pytest.mark.timeout(90)
