@@ -37,10 +37,14 @@ def _threads_of_a_call(workers: int, **options: object) -> set[threading.Thread]
 
 
 def _wait_until_finished(threads: set[threading.Thread]) -> set[threading.Thread]:
-    """Join every thread (with a generous timeout); return those still alive."""
-    for thread in threads:
-        thread.join(10)
-    return {thread for thread in threads if thread.is_alive()}
+    """Join every thread in ``threads`` (with a generous timeout), including any a
+    still-running item adds meanwhile; return those still alive."""
+    joined: set[threading.Thread] = set()
+    while pending := set(threads) - joined:  # set() copies atomically: items may be adding
+        for thread in pending:
+            thread.join(10)
+        joined |= pending
+    return {thread for thread in joined if thread.is_alive()}
 
 
 @pytest.mark.timeout(60)
