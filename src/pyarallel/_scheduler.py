@@ -237,9 +237,7 @@ class Schedule:
             finished = min(len(claim.values), started)
             failed = {position for position in claim.failed if position < finished}
             items = task.items()
-            for item in reversed(items[started:]):
-                item.attempts -= 1
-                self._ready.appendleft(item)
+            self._give_back(items[started:])
             values = claim.values
             events.extend(
                 self._settle(items[position], position not in failed, values[position], now)
@@ -330,7 +328,7 @@ class Schedule:
         if len(items) > 1 and isinstance(error, ItemError):
             # The backend could not run the task as a whole (e.g. one result could not
             # be pickled): run its items one by one so only the culprit fails.
-            self._give_back(task)
+            self._give_back(items)
             return []
         return [self._settle(item, False, error, now) for item in items]
 
@@ -402,12 +400,12 @@ class Schedule:
             task = self._take_input(1)
             if task is None:
                 return False
-            self._give_back(task)  # onto READY, not started
+            self._give_back(task.items())  # onto READY, not started
         return True
 
-    def _give_back(self, task: Task) -> None:
-        """Return a task's items, unstarted, to the front of the ready queue."""
-        for item in reversed(task.items()):
+    def _give_back(self, items: list[Item]) -> None:
+        """Return ``items``, unstarted (the attempt uncounted), to the front of READY."""
+        for item in reversed(items):
             item.attempts -= 1
             self._ready.appendleft(item)
 
