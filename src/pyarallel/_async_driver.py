@@ -20,7 +20,7 @@ from typing import Any
 
 from pyarallel._errors import TaskTimeoutError
 from pyarallel._plan import RunPlan
-from pyarallel._result import ItemResult, Successes
+from pyarallel._result import ItemResult, item_results
 from pyarallel._run import Run
 from pyarallel._scheduler import Task
 
@@ -63,7 +63,7 @@ async def _drive(run: Run, tasks: dict[asyncio.Task[_Report], Task]) -> AsyncGen
             if run.expired(now):
                 await _cancel_all(tasks)
                 for result in run.expire():
-                    yield result  # type: ignore[misc]
+                    yield result
                 return
             for task in schedule.next_tasks(now):
                 (item,) = task.items()  # no chunking here: one item per task
@@ -90,8 +90,8 @@ async def _drive(run: Run, tasks: dict[asyncio.Task[_Report], Task]) -> AsyncGen
                 task = tasks.pop(finished)  # type: ignore[call-overload]
                 values, failed = finished.result()
                 for settled in run.deliver(schedule.finish_task(task, values, failed, now)):
-                    for result in settled.results() if type(settled) is Successes else (settled,):
-                        yield result  # type: ignore[misc]
+                    for result in item_results(settled):
+                        yield result
     finally:
         if pull is not None:
             await _cancel_all({pull: None})

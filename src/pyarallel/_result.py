@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Generic, TypeVar, overload
 
-__all__ = ["ItemResult", "ParallelResult", "ResultCollector", "Settled", "Successes"]
+__all__ = ["ItemResult", "ParallelResult", "ResultCollector", "Settled", "Successes", "item_results"]
 
 R = TypeVar("R")
 
@@ -115,6 +115,11 @@ class Successes:
 
 # What the scheduler reports as finished: one item, or a run of successes.
 Settled = ItemResult[Any] | Successes
+
+
+def item_results(settled: Settled) -> Sequence[ItemResult[Any]]:
+    """The ``ItemResult`` of every item that ``settled`` stands for, in order."""
+    return settled.results() if isinstance(settled, Successes) else (settled,)
 
 
 class ParallelResult(Sequence[R]):

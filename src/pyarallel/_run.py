@@ -10,7 +10,7 @@ from typing import Any
 
 from pyarallel._observers import Observers
 from pyarallel._plan import RunPlan
-from pyarallel._result import ItemResult, Settled, Successes
+from pyarallel._result import ItemResult, Settled, Successes, item_results
 from pyarallel._scheduler import Event, RetryEvent, Schedule
 from pyarallel.contracts import RunInfo, RunSummary
 
@@ -100,7 +100,7 @@ class Run:
                         on_progress(done, total)
                 continue
             item_events: Sequence[ItemResult[Any] | RetryEvent] = (
-                event.results() if isinstance(event, Successes) else (event,)
+                (event,) if isinstance(event, RetryEvent) else item_results(event)
             )
             for item_event in item_events:
                 if isinstance(item_event, ItemResult):
@@ -110,9 +110,11 @@ class Run:
                     on_progress(done, total)
         return results
 
-    def expire(self) -> list[Settled]:
+    def expire(self) -> list[ItemResult[Any]]:
         """End the run on its timeout: a timeout failure for every unfinished item."""
-        return self.deliver(list(self.schedule.expire(self.plan.options.timeout or 0.0)))
+        failures = self.schedule.expire(self.plan.options.timeout or 0.0)
+        self.deliver([*failures])
+        return failures
 
     def end(self, outcome: str, error: BaseException | None = None) -> None:
         """Tell observers how the run ended."""

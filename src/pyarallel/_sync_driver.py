@@ -19,7 +19,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from pyarallel._plan import RunPlan
-from pyarallel._result import ItemResult, Settled, Successes
+from pyarallel._result import ItemResult, Settled, item_results
 from pyarallel._run import Run
 from pyarallel._scheduler import Task
 from pyarallel._tasks import TaskReport, run_task
@@ -34,10 +34,7 @@ def execute(plan: RunPlan) -> Iterator[ItemResult[Any]]:
     """Run ``plan``; yield every item's final result exactly once, in completion order."""
     with contextlib.closing(settle(plan)) as settled:
         for result in settled:
-            if type(result) is Successes:
-                yield from result.results()
-            else:
-                yield result  # type: ignore[misc]
+            yield from item_results(result)
 
 
 def settle(plan: RunPlan) -> Generator[Settled, None, None]:
@@ -113,7 +110,7 @@ def _next_completion(
     timer wake-ups come 0.1-1 ms late, and every late start would lower the rate. A task
     finishing in that last stretch is put in ``held`` and handled after the token is
     drawn, for the same reason (calls lasting a whole number of intervals finish just as
-    a token comes due)."""
+    a token comes due; measured at 100 calls/s, holding them is worth 0.3% of the rate)."""
     due = run.token_deadline()
     try:
         if due is None:
