@@ -102,7 +102,7 @@ class RecordingPoolBackend(PoolBackend):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         # args: (user function, star, payloads, origin pid[, claim])
-        self.task_sizes.append(len(args[2]))
+        self.task_sizes.append(len(args[0]))
         return super().submit(fn, *args)
 
 

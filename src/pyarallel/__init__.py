@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pyarallel._async_decorator import AsyncParallelFunction, async_parallel
     from pyarallel._decorator import ParallelFunction, parallel
     from pyarallel._errors import (
+        IncompleteRunError,
         ItemError,
         ItemTimeoutError,
         PyarallelError,
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     )
     from pyarallel._options import RateLimit, Retry
     from pyarallel._plugins import PluginInfo, list_plugins, register_plugin, unregister_plugin
-    from pyarallel._result import ItemResult, ParallelResult
+    from pyarallel._result import ItemResult, ParallelResult, RunStatus
     from pyarallel.hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ _HOMES = {
     "ParallelFunction": "pyarallel._decorator",
     "async_parallel": "pyarallel._async_decorator",
     "AsyncParallelFunction": "pyarallel._async_decorator",
+    "IncompleteRunError": "pyarallel._errors",
     "ItemError": "pyarallel._errors",
     "ItemTimeoutError": "pyarallel._errors",
     "PyarallelError": "pyarallel._errors",
@@ -60,11 +62,13 @@ _HOMES = {
     "unregister_plugin": "pyarallel._plugins",
     "ItemResult": "pyarallel._result",
     "ParallelResult": "pyarallel._result",
+    "RunStatus": "pyarallel._result",
     "hookimpl": "pyarallel.hookspecs",
 }
 
 __all__ = [
     "AsyncParallelFunction",
+    "IncompleteRunError",
     "ItemError",
     "ItemResult",
     "ItemTimeoutError",
@@ -74,6 +78,7 @@ __all__ = [
     "PyarallelError",
     "RateLimit",
     "Retry",
+    "RunStatus",
     "SerializationError",
     "TaskTimeoutError",
     "WorkerCrashedError",

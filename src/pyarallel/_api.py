@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from pyarallel._options import ProgressCallback, RateLimit, Retry
 from pyarallel._plan import RunOptions, RunPlan, make_plan
 from pyarallel._result import ItemResult, ParallelResult, ResultCollector
+from pyarallel._run import Run
 from pyarallel._sync_driver import execute, settle
 
 __all__ = ["collect", "parallel_iter", "parallel_map", "parallel_starmap"]
@@ -94,8 +96,15 @@ def parallel_iter(
 
 
 def collect(plan: RunPlan) -> ParallelResult[Any]:
-    """Run ``plan`` and gather its results in input order."""
+    """Run ``plan`` and gather its results in input order, with how the run ended."""
     collector: ResultCollector[Any] = ResultCollector(plan.total)
-    for result in settle(plan):
-        collector.add(result)
-    return collector.result()
+    add = collector.add
+    settled = settle(plan)
+    with contextlib.closing(settled):
+        while True:
+            try:
+                result = next(settled)
+            except StopIteration as end:
+                run: Run = end.value
+                return run.result(collector)
+            add(result)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from pyarallel._async_driver import execute_async
+from pyarallel._async_driver import execute_async, start_async_run
 from pyarallel._options import ProgressCallback, RateLimit, Retry
 from pyarallel._plan import RunOptions, RunPlan, make_plan
 from pyarallel._result import ItemResult, ParallelResult, ResultCollector
@@ -118,12 +118,14 @@ def async_parallel_iter(
 
 
 async def async_collect(plan: RunPlan) -> ParallelResult[Any]:
-    """Run ``plan`` on the running loop and gather its results in input order."""
+    """Run ``plan`` on the running loop and gather its results in input order, with how
+    the run ended."""
     collector: ResultCollector[Any] = ResultCollector(plan.total)
-    results = execute_async(plan)
+    run = start_async_run(plan)
+    results = execute_async(plan, run)
     try:
         async for result in results:
             collector.add(result)
     finally:
         await results.aclose()
-    return collector.result()
+    return run.result(collector)

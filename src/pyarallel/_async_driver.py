@@ -22,24 +22,30 @@ from pyarallel._errors import TaskTimeoutError
 from pyarallel._plan import RunPlan
 from pyarallel._result import ItemResult, item_results
 from pyarallel._run import Run
-from pyarallel._scheduler import Task
+from pyarallel._scheduling import Task
 
-__all__ = ["EXECUTOR_NAME", "execute_async"]
+__all__ = ["EXECUTOR_NAME", "execute_async", "start_async_run"]
 
 EXECUTOR_NAME = "asyncio"
 
 
-async def execute_async(plan: RunPlan) -> AsyncGenerator[ItemResult[Any], None]:
-    """Run ``plan``; yield every item's final result exactly once, in completion order."""
-    capacity = plan.options.workers or 1
-    run = Run(plan, executor=EXECUTOR_NAME, capacity=capacity, queue_ahead=False)
+def start_async_run(plan: RunPlan) -> Run:
+    """The ``Run`` of ``plan`` on the event loop (observers are told it starts)."""
+    return Run(plan, executor=EXECUTOR_NAME, capacity=plan.options.workers or 1, queue_ahead=False)
+
+
+async def execute_async(plan: RunPlan, run: Run | None = None) -> AsyncGenerator[ItemResult[Any], None]:
+    """Run ``plan`` (as ``run``, if the caller started it to read its status after);
+    yield every item's final result exactly once, in completion order."""
+    if run is None:
+        run = start_async_run(plan)
     tasks: dict[asyncio.Task[_Report], Task] = {}
     outcome, failure = "error", None
     try:
         async with contextlib.aclosing(_drive(run, tasks)) as results:
             async for result in results:
                 yield result
-        outcome = "timed_out" if run.schedule.expired else "completed"
+        outcome = run.status.value
     except (GeneratorExit, asyncio.CancelledError, KeyboardInterrupt):
         outcome = "interrupted"
         raise

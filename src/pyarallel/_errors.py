@@ -8,10 +8,12 @@ names the item's input index so that a failure read out of a log says which inpu
 from __future__ import annotations
 
 __all__ = [
+    "IncompleteRunError",
     "ItemError",
     "ItemTimeoutError",
     "PyarallelError",
     "SerializationError",
+    "TaskLostError",
     "TaskTimeoutError",
     "WorkerCrashedError",
 ]
@@ -56,8 +58,8 @@ def _rebuild_item_error(cls: type[ItemError], message: str, index: int | None) -
 class WorkerCrashedError(ItemError):
     """The worker process running this item died (``os._exit``, a segfault, the OOM killer).
 
-    Only the item that was running in the dead worker fails with this error; other items
-    that were in flight on the same pool are run again on a fresh pool.
+    Only the item that was running in the dead worker fails with this error; the other
+    items that were in flight on the same pool are run again, their attempts uncounted.
     """
 
 
@@ -87,3 +89,61 @@ class ItemTimeoutError(PyarallelError, TimeoutError):
 
     def __str__(self) -> str:
         return f"item {self.index} did not finish within the run's {self.timeout:g} s timeout"
+
+
+class TaskLostError(PyarallelError):
+    """A backend's report that a task did not complete because the worker running it went
+    away, not because of anything the task is known to have done (part of the backend
+    contract; users never see it: the scheduler runs the items again).
+
+    ``started`` is how many of the task's items had started when it was lost (the last of
+    them was running), ``0`` if it never started, or ``None`` if the backend cannot tell.
+    ``crashed`` is ``True`` when the backend knows that the running item killed its
+    worker: that item then fails with :class:`WorkerCrashedError`. Otherwise the running
+    item is a *suspect*: it runs again alone, with nothing else in flight, and fails with
+    :class:`WorkerCrashedError` only if it is lost again. Items that had not started, or
+    whose results were lost with the worker, run again without counting an attempt.
+    """
+
+    def __init__(self, message: str, *, started: int | None, crashed: bool = False) -> None:
+        super().__init__(message)
+        self.started = started
+        self.crashed = crashed
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_task_lost, (str(self), self.started, self.crashed))
+
+
+def _rebuild_task_lost(message: str, started: int | None, crashed: bool) -> TaskLostError:
+    return TaskLostError(message, started=started, crashed=crashed)
+
+
+class IncompleteRunError(PyarallelError):
+    """The run did not complete, so its result is partial: raised (inside the
+    ``ExceptionGroup`` of :meth:`ParallelResult.raise_on_failure`) by every operation that
+    needs all the values, even when every item that was read succeeded.
+
+    ``status`` is how the run ended (a :class:`~pyarallel.RunStatus`), ``read`` how many
+    items were taken from the input and ``finished`` how many of them finished before the
+    run ended.
+    """
+
+    def __init__(self, status: object, *, read: int, finished: int) -> None:
+        super().__init__(status, read, finished)
+        self.status = status
+        self.read = read
+        self.finished = finished
+
+    def __str__(self) -> str:
+        status = getattr(self.status, "value", self.status)
+        return (
+            f"the run did not complete (status {status}): {self.read} items were read from the "
+            f"input and {self.finished} of them finished"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_incomplete, (self.status, self.read, self.finished))
+
+
+def _rebuild_incomplete(status: object, read: int, finished: int) -> IncompleteRunError:
+    return IncompleteRunError(status, read=read, finished=finished)

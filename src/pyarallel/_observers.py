@@ -9,7 +9,7 @@ from typing import Any
 
 from pyarallel import _plugins
 from pyarallel._result import ItemResult
-from pyarallel._scheduler import RetryEvent
+from pyarallel._scheduling import RetryEvent
 from pyarallel.contracts import RunInfo, RunSummary
 
 

@@ -115,7 +115,7 @@ class RunPlan:
         """This run's backend: the one built during validation, or a new one by name."""
         if self.backend is not None:
             return self.backend
-        return start_backend(self.options.executor, self.options.workers)
+        return start_backend(self.options.executor, self.options.workers, self.total)
 
     def describe(self, executor: str, workers: int) -> RunInfo:
         """The ``RunInfo`` observers receive."""
@@ -136,10 +136,10 @@ class RunPlan:
         )
 
 
-def start_backend(executor: object, workers: int | None) -> Backend:
+def start_backend(executor: object, workers: int | None, total: int | None = None) -> Backend:
     """The backend a plugin builds for ``executor``, or a ``TypeError`` if none accepts it."""
     manager = _plugins.plugin_manager()
-    backend: Backend | None = manager.hook.pyarallel_executor(executor=executor, workers=workers)
+    backend: Backend | None = manager.hook.pyarallel_executor(executor=executor, workers=workers, total=total)
     if backend is None:
         raise TypeError(
             f"executor must be an executor name or an object a plugin accepts (such as a "
@@ -171,10 +171,11 @@ def make_plan(
     """Validate ``fn``, ``items`` and ``options`` and resolve the plugins for one run
     (each factory hook is asked once).
 
-    An unsized ``items`` is read lazily when ``batch_size`` is set or when
+    An unsized ``items`` is read lazily when ``batch_size`` or ``timeout`` is set, or when
     ``materialize_unsized`` is false; otherwise it is read into a list first so that the
-    total is known. ``asynchronous`` plans need a coroutine function and also accept an
-    async iterable.
+    total is known (a ``timeout`` bounds the whole call, reading the input included, so
+    the input is then read as the run goes). ``asynchronous`` plans need a coroutine
+    function and also accept an async iterable.
     """
     if asynchronous:
         check_coroutine_function("fn", fn)
@@ -183,15 +184,16 @@ def make_plan(
     is_async_iterable = asynchronous and hasattr(items, "__aiter__")
     if not is_async_iterable:
         check_iterable("items", items)
-    resolved = _resolve(options, asynchronous=asynchronous)
+    total: int | None = len(items) if isinstance(items, Sized) else None
+    resolved = _resolve(options, asynchronous=asynchronous, total=total)
     options = resolved.options
     source: Iterator[Any] | None = None
     async_source: AsyncIterator[Any] | None = None
-    total: int | None = len(items) if isinstance(items, Sized) else None
     if is_async_iterable:
         async_source = items.__aiter__()  # type: ignore[attr-defined]
     else:
-        if total is None and options.batch_size is None and materialize_unsized:
+        lazy = options.batch_size is not None or options.timeout is not None or not materialize_unsized
+        if total is None and not lazy:
             items = list(items)  # type: ignore[call-overload]
             total = len(items)  # type: ignore[arg-type]
         source = iter(items)  # type: ignore[call-overload]
@@ -221,7 +223,7 @@ def validate_options(options: RunOptions, *, asynchronous: bool = False) -> RunO
     return resolved.options
 
 
-def _resolve(options: RunOptions, *, asynchronous: bool) -> _Resolved:
+def _resolve(options: RunOptions, *, asynchronous: bool, total: int | None = None) -> _Resolved:
     if asynchronous:
         check_count("concurrency", options.workers, optional=False)
         task_timeout = check_timeout("task_timeout", options.task_timeout)
@@ -240,7 +242,7 @@ def _resolve(options: RunOptions, *, asynchronous: bool) -> _Resolved:
     if not asynchronous and not isinstance(options.executor, str):
         # A plugin accepts an executor object by building its backend (a cheap wrapper
         # around the caller's executor or client): the one this run will use.
-        backend = start_backend(options.executor, options.workers)
+        backend = start_backend(options.executor, options.workers, total)
     return _Resolved(replace(options, rate_limit=rate_limit, timeout=timeout), limiter, retry_policy, backend)
 
 

@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator, Sequence
 from typing import Any, Generic, TypeVar, overload
 
-__all__ = ["ItemResult", "ParallelResult", "ResultCollector", "Settled", "Successes", "item_results"]
+from pyarallel._errors import IncompleteRunError
+
+__all__ = [
+    "ItemResult",
+    "ParallelResult",
+    "ResultCollector",
+    "RunStatus",
+    "Settled",
+    "Successes",
+    "item_results",
+]
 
 R = TypeVar("R")
 
 _REPR_MAX_VALUES = 10
+
+
+class RunStatus(enum.StrEnum):
+    """How a run ended, as ``ParallelResult.status`` (and ``RunSummary.status``) tell.
+
+    - ``COMPLETED``: every item was read from the input and finished, successfully or
+      not (failed items alone leave a run completed);
+    - ``TIMED_OUT``: the run's ``timeout`` expired first; no more input was read, and the
+      items not finished failed with ``ItemTimeoutError``.
+    """
+
+    COMPLETED = "completed"
+    TIMED_OUT = "timed_out"
 
 
 class ItemResult(Generic[R]):
@@ -123,18 +147,26 @@ def item_results(settled: Settled) -> Sequence[ItemResult[Any]]:
 
 
 class ParallelResult(Sequence[R]):
-    """The results of a call, in input order.
+    """The results of a call, in input order, and how the run ended (``status``).
 
-    When every item succeeded it behaves like a read-only list of values (``len``,
-    indexing, iteration, equality with a list). When some failed, ``ok`` is ``False``,
-    ``successes()`` and ``failures()`` give structured access, and every operation that
-    needs the values (``values()``, indexing, iteration) raises an ``ExceptionGroup`` of
-    the failures whose message says how many of how many items failed.
+    When the run completed and every item succeeded, it behaves like a read-only list of
+    values (``len``, indexing, iteration, equality with a list). Otherwise ``ok`` is
+    ``False``, ``successes()`` and ``failures()`` give structured access to what finished,
+    and every operation that needs all the values (``values()``, indexing, iteration)
+    raises an ``ExceptionGroup``: of the failures, plus an ``IncompleteRunError`` when
+    the run did not complete (even if every item read succeeded). Its message says how
+    many of how many items failed and, for an incomplete run, how it ended and how many
+    items were read and finished.
     """
 
-    __slots__ = ("_errors", "_values")
+    __slots__ = ("_errors", "_finished", "_read", "_status", "_values")
 
-    def __init__(self, results: Sequence[ItemResult[R]] | Iterator[ItemResult[R]]) -> None:
+    def __init__(
+        self,
+        results: Sequence[ItemResult[R]] | Iterator[ItemResult[R]],
+        *,
+        status: RunStatus = RunStatus.COMPLETED,
+    ) -> None:
         """Build from item results whose indices are exactly 0..n-1, in any order."""
         ordered = sorted(results, key=lambda item: item.index)
         for position, item in enumerate(ordered):
@@ -147,22 +179,41 @@ class ParallelResult(Sequence[R]):
         self._errors: dict[int, Exception] = {
             item.index: item.error for item in ordered if item.error is not None
         }
+        self._status = RunStatus(status)
+        self._read = self._finished = len(ordered)
 
     @classmethod
-    def _from_parts(cls, values: list[R | None], errors: dict[int, Exception]) -> ParallelResult[R]:
-        """Build directly from values in input order and the failures by index (no checks)."""
+    def _from_parts(
+        cls,
+        values: list[R | None],
+        errors: dict[int, Exception],
+        status: RunStatus = RunStatus.COMPLETED,
+        read: int | None = None,
+        finished: int | None = None,
+    ) -> ParallelResult[R]:
+        """Build directly from values in input order and the failures by index (no checks).
+        ``read`` and ``finished`` count the items read and finished before an incomplete
+        run ended (both ``len(values)`` by default)."""
         result: ParallelResult[R] = cls.__new__(cls)
         result._values = values
         result._errors = errors
+        result._status = status
+        result._read = len(values) if read is None else read
+        result._finished = len(values) if finished is None else finished
         return result
 
     @property
+    def status(self) -> RunStatus:
+        """How the run ended: ``RunStatus.COMPLETED`` unless it stopped early."""
+        return self._status
+
+    @property
     def ok(self) -> bool:
-        """True if every item succeeded."""
-        return not self._errors
+        """True if the run completed and every item succeeded."""
+        return not self._errors and self._status is RunStatus.COMPLETED
 
     def values(self) -> list[R]:
-        """All values in input order; raises ``ExceptionGroup`` if any item failed."""
+        """All values in input order; raises ``ExceptionGroup`` unless ``ok``."""
         self.raise_on_failure()
         return list(self._values)  # type: ignore[arg-type]
 
@@ -176,12 +227,18 @@ class ParallelResult(Sequence[R]):
         return sorted(self._errors.items())
 
     def raise_on_failure(self) -> None:
-        """Raise an ``ExceptionGroup`` of the failures if any item failed; else do nothing."""
-        if self._errors:
-            errors = [error for _, error in self.failures()]
-            message = f"{len(errors)} of {len(self._values)} items failed"
-            # An ExceptionGroup unless an item failed with a BaseException (SystemExit...).
-            raise BaseExceptionGroup(message, errors)
+        """Unless ``ok``, raise an ``ExceptionGroup`` of the failures (and of an
+        ``IncompleteRunError`` when the run did not complete); else do nothing."""
+        if self.ok:
+            return
+        errors: list[BaseException] = [error for _, error in self.failures()]
+        parts = [f"{len(errors)} of {len(self._values)} items failed"] if errors else []
+        if self._status is not RunStatus.COMPLETED:
+            incomplete = IncompleteRunError(self._status, read=self._read, finished=self._finished)
+            errors.append(incomplete)
+            parts.append(str(incomplete))
+        # An ExceptionGroup unless an item failed with a BaseException (SystemExit...).
+        raise BaseExceptionGroup("; ".join(parts), errors)
 
     def __len__(self) -> int:
         return len(self._values)
@@ -207,7 +264,7 @@ class ParallelResult(Sequence[R]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, ParallelResult):
-            return self._values == other._values and self._errors == other._errors
+            return (self._values, self._errors, self._status) == (other._values, other._errors, other._status)
         if isinstance(other, list | tuple):
             return self.ok and self._values == list(other)
         return NotImplemented
@@ -217,7 +274,8 @@ class ParallelResult(Sequence[R]):
     def __repr__(self) -> str:
         if not self.ok:
             failed = len(self._errors)
-            return f"ParallelResult({len(self._values) - failed} ok, {failed} failed)"
+            status = "" if self._status is RunStatus.COMPLETED else f"{self._status.value}: "
+            return f"ParallelResult({status}{len(self._values) - failed} ok, {failed} failed)"
         if len(self._values) <= _REPR_MAX_VALUES:
             return f"ParallelResult({self._values!r})"
         shown = ", ".join(repr(v) for v in self._values[:_REPR_MAX_VALUES])
@@ -248,6 +306,12 @@ class ResultCollector(Generic[R]):
         else:
             self._errors[index] = result._error  # type: ignore[assignment]
 
-    def result(self) -> ParallelResult[R]:
-        """The results gathered so far, in input order."""
-        return ParallelResult._from_parts(self._values, self._errors)
+    def result(
+        self,
+        status: RunStatus = RunStatus.COMPLETED,
+        read: int | None = None,
+        finished: int | None = None,
+    ) -> ParallelResult[R]:
+        """The results gathered so far, in input order, for a run that ended with
+        ``status`` (see ``ParallelResult._from_parts`` for ``read`` and ``finished``)."""
+        return ParallelResult._from_parts(self._values, self._errors, status, read, finished)

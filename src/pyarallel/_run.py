@@ -10,8 +10,16 @@ from typing import Any
 
 from pyarallel._observers import Observers
 from pyarallel._plan import RunPlan
-from pyarallel._result import ItemResult, Settled, Successes, item_results
-from pyarallel._scheduler import Event, RetryEvent, Schedule
+from pyarallel._result import (
+    ItemResult,
+    ParallelResult,
+    ResultCollector,
+    RunStatus,
+    Settled,
+    Successes,
+    item_results,
+)
+from pyarallel._scheduling import Event, RetryEvent, Schedule
 from pyarallel.contracts import RunInfo, RunSummary
 
 __all__ = ["Run"]
@@ -46,6 +54,8 @@ class Run:
             task_seconds=task_seconds,
             queue_ahead=queue_ahead,
             reclaim=reclaim,
+            clock=time.monotonic,
+            deadline=self.deadline,
         )
         self.info: RunInfo = plan.describe(executor, capacity)
         self._observers = Observers()
@@ -109,6 +119,18 @@ class Run:
                 if on_progress is not None and isinstance(item_event, ItemResult):
                     on_progress(done, total)
         return results
+
+    @property
+    def status(self) -> RunStatus:
+        """How the run ended (or is ending)."""
+        return RunStatus.TIMED_OUT if self.schedule.expired else RunStatus.COMPLETED
+
+    def result(self, collector: ResultCollector[Any]) -> ParallelResult[Any]:
+        """The ``ParallelResult`` of the finished run, from what ``collector`` gathered."""
+        schedule = self.schedule
+        if not schedule.expired:
+            return collector.result()
+        return collector.result(self.status, schedule.read_at_expiry, schedule.done_at_expiry)
 
     def expire(self) -> list[ItemResult[Any]]:
         """End the run on its timeout: a timeout failure for every unfinished item."""

@@ -21,13 +21,13 @@ from typing import Any
 from pyarallel._plan import RunPlan
 from pyarallel._result import ItemResult, Settled, item_results
 from pyarallel._run import Run
-from pyarallel._scheduler import Task
-from pyarallel._tasks import TaskReport, run_task
+from pyarallel._scheduling import Task
+from pyarallel._tasks import ChunkClaim, TaskFunction, TaskReport
 from pyarallel.contracts import Backend
 
 __all__ = ["execute", "settle"]
 
-_TaskFuture = Future[TaskReport]
+_TaskFuture = Future[Any]
 
 
 def execute(plan: RunPlan) -> Iterator[ItemResult[Any]]:
@@ -37,9 +37,10 @@ def execute(plan: RunPlan) -> Iterator[ItemResult[Any]]:
             yield from item_results(result)
 
 
-def settle(plan: RunPlan) -> Generator[Settled, None, None]:
+def settle(plan: RunPlan) -> Generator[Settled, None, Run]:
     """Run ``plan``; yield every item's final result exactly once, in completion order,
-    with a task's successes together as one ``Successes`` (cheaper for a collector)."""
+    with a task's successes together as one ``Successes`` (cheaper for a collector).
+    Return the finished ``Run`` (its status, for a collector)."""
     backend = plan.start_backend()
     run = Run(
         plan,
@@ -52,7 +53,7 @@ def settle(plan: RunPlan) -> Generator[Settled, None, None]:
     outcome, failure = "error", None
     try:
         yield from _drive(run, backend)
-        outcome = "timed_out" if run.schedule.expired else "completed"
+        outcome = run.status.value
     except (GeneratorExit, KeyboardInterrupt):
         outcome = "interrupted"
         raise
@@ -65,36 +66,75 @@ def settle(plan: RunPlan) -> Generator[Settled, None, None]:
             run.schedule.stop_claims()
         backend.close(abort=aborted)
         run.end(outcome, failure)
+    return run
 
 
 def _drive(run: Run, backend: Backend) -> Generator[Settled, None, None]:
     schedule, plan = run.schedule, run.plan
-    fn, star, origin_pid = plan.fn, plan.star, os.getpid()
-    completed: SimpleQueue[_TaskFuture] = SimpleQueue()
-    held: deque[_TaskFuture] = deque()  # finished just before a token came due; handled next
-    in_flight: dict[_TaskFuture, Task] = {}
+    task_function = TaskFunction(plan.fn, plan.star, os.getpid(), schedule.chunk_budget)
+    completed: SimpleQueue[Future[Any]] = SimpleQueue()
+    held: deque[Future[Any]] = deque()  # finished just before a token came due; handled next
+    in_flight: dict[Future[Any], Task] = {}
+    readiness = _Readiness(backend, completed) if schedule.paced else None
     while True:
         now = time.monotonic()
         if run.expired(now):
             yield from run.expire()
             return
         yield from run.deliver(schedule.reclaim_stalled(now))
-        for task in schedule.next_tasks(now):
-            claim = schedule.claim(task)
-            if claim is None:
-                future = backend.submit(run_task, fn, star, task.payloads, origin_pid)
-            else:
-                future = backend.submit(run_task, fn, star, task.payloads, origin_pid, claim)
-            in_flight[future] = task
-            future.add_done_callback(completed.put)
+        if readiness is None or readiness.ready():
+            for task in schedule.next_tasks(now):
+                future = _submit(backend, task_function, task, schedule.claim(task))
+                in_flight[future] = task
+                future.add_done_callback(completed.put)
         if schedule.finished:
             return
         finished = held.popleft() if held else _next_completion(completed, held, run)
         while finished is not None:  # handle every task that has finished by now
-            task = in_flight.pop(finished)
-            values, failed, seconds = _report(finished)
-            yield from run.deliver(schedule.finish_task(task, values, failed, time.monotonic(), seconds))
+            finished_task = in_flight.pop(finished, None)
+            if finished_task is not None:  # else it is the backend becoming ready
+                values, failed, seconds = _report(finished)
+                events = schedule.finish_task(finished_task, values, failed, time.monotonic(), seconds)
+                yield from run.deliver(events)
             finished = held.popleft() if held else _finished_now(completed)
+
+
+class _Readiness:
+    """Under a rate limit, asks the backend whether a task submitted now would start at
+    once (``Backend.until_ready``), so that no token is drawn for a task that cannot start
+    yet: a call's start is what the limit is measured on. While the backend is not ready,
+    its readiness future is one of the completions the driver waits for."""
+
+    def __init__(self, backend: Backend, completed: SimpleQueue[Future[Any]]) -> None:
+        self._until_ready = getattr(backend, "until_ready", None)
+        self._completed = completed
+        self._waiting: Future[None] | None = None
+
+    def ready(self) -> bool:
+        if self._until_ready is None:
+            return True
+        if self._waiting is not None and not self._waiting.done():
+            return False
+        self._waiting = self._until_ready()
+        if self._waiting is None or self._waiting.done():
+            return True
+        self._waiting.add_done_callback(self._completed.put)
+        return False
+
+
+def _submit(
+    backend: Backend, task_function: TaskFunction, task: Task, claim: ChunkClaim | None
+) -> Future[Any]:
+    """Submit ``task``; a backend that refuses it (its executor shut down or broken) fails
+    it as a whole, like a task that could not run."""
+    try:
+        if claim is None:
+            return backend.submit(task_function, task.payloads)
+        return backend.submit(task_function, task.payloads, claim)
+    except Exception as error:
+        future: Future[Any] = Future()
+        future.set_exception(error)
+        return future
 
 
 POLL_SECONDS = 0.0005  # how long before a token comes due to stop sleeping and poll
@@ -142,7 +182,10 @@ def _report(future: _TaskFuture) -> tuple[list[Any] | BaseException, list[int], 
     if future.cancelled():
         return CancelledError("the task was cancelled by its executor"), [], None
     error = future.exception()
-    return (error, [], None) if error is not None else future.result()
+    if error is not None:
+        return error, [], None
+    report: TaskReport = future.result()
+    return report
 
 
 def _task_seconds(backend: Backend) -> float | None:

@@ -10,16 +10,63 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["ChunkClaim", "RemoteTraceback", "TaskReport", "run_task"]
+__all__ = [
+    "PROGRESS_SLOT",
+    "ChunkClaim",
+    "RemoteFailure",
+    "RemoteTraceback",
+    "TaskFunction",
+    "TaskReport",
+    "run_task",
+]
 
-# What a task sends back: ``values`` holds one entry per item, in order: the item's return
-# value, or the exception it failed with; ``failed`` lists the positions holding an
-# exception (empty when every item succeeded, the common case, which the scheduler then
-# settles as a whole). Last, the seconds the task took where it ran.
+# What a task sends back: ``values`` holds one entry per item that ran, in order: the
+# item's return value, or the exception it failed with; ``failed`` lists the positions
+# holding an exception (empty when every item succeeded, the common case, which the
+# scheduler then settles as a whole). Last, the seconds the task took where it ran. A task
+# that stopped early (see ``TaskFunction.budget``) reports only its first items.
 TaskReport = tuple[list[Any], list[int], float]
+
+# Where a worker process records which item of its task is running, so that the backend
+# can tell, if the worker dies, which item was running (see ``_worker``): a view of
+# shared memory and the position of the task's slot in it. Set by the worker around one
+# task; a task clears it for the calls it makes, so nested runs never write to it.
+PROGRESS_SLOT: ContextVar[tuple[memoryview, int] | None] = ContextVar("pyarallel_progress_slot", default=None)
+
+
+class TaskFunction:
+    """What every task of one run calls: the user's ``fn`` (called as ``fn(*payload)``
+    when ``star``) with the run's settings, applied to one task's payloads.
+
+    The same object serves every task of a run, so a backend that sends tasks to other
+    processes can send it once per worker and keep it there (see ``Backend.submit``).
+    ``origin_pid`` is the scheduler's process id: in any other process a failure's
+    traceback would be lost on the way back, so it travels along as text. ``budget``: a
+    task of several items running elsewhere stops starting items once it has run that
+    many seconds (far longer than planned: an item in it turned out slow), and reports
+    what ran; the scheduler sends the rest elsewhere.
+    """
+
+    __slots__ = ("budget", "fn", "origin_pid", "star")
+
+    def __init__(
+        self, fn: Callable[..., Any], star: bool, origin_pid: int, budget: float | None = None
+    ) -> None:
+        self.fn = fn
+        self.star = star
+        self.origin_pid = origin_pid
+        self.budget = budget
+
+    def __call__(self, payloads: Sequence[Any], claim: ChunkClaim | None = None) -> TaskReport:
+        """Run ``fn`` on each payload and report every outcome (see ``run_task``)."""
+        return run_task(self.fn, self.star, payloads, self.origin_pid, claim=claim, budget=self.budget)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (TaskFunction, (self.fn, self.star, self.origin_pid, self.budget))
 
 
 def run_task(
@@ -27,32 +74,105 @@ def run_task(
     star: bool,
     payloads: Sequence[Any],
     origin_pid: int,
+    *,
     claim: ChunkClaim | None = None,
+    budget: float | None = None,
 ) -> TaskReport:
     """Call ``fn`` on each payload (``fn(*payload)`` when ``star``) and report every outcome.
 
-    ``origin_pid`` is the scheduler's process id: in any other process a failure's
-    traceback would be lost on the way back, so it travels along as text. The task's own
-    duration, measured where it runs, lets the scheduler size the next tasks. With a
-    ``claim`` (tasks run in the scheduler's process), payloads are taken one at a time
-    through it, and only the ones taken are run and reported.
+    The task's own duration, measured where it runs, lets the scheduler size the next
+    tasks. With a ``claim`` (tasks run in the scheduler's process), payloads are taken one
+    at a time through it, and only the ones taken are run and reported. Without one, a
+    task of several items stops soon after ``budget`` seconds have passed.
     """
     started = time.perf_counter()
+    slot = PROGRESS_SLOT.get()
+    if slot is not None:
+        PROGRESS_SLOT.set(None)  # not for the runs fn itself may start
     # With a claim, the report is shared so the scheduler can settle items while we run.
-    values: list[Any] = [] if claim is None else claim.values
-    failed: list[int] = [] if claim is None else claim.failed
-    append = values.append
-    for payload in payloads if claim is None else _claimed(payloads, claim):
-        try:
-            value = fn(*payload) if star else fn(payload)
-        except BaseException as error:  # SystemExit, KeyboardInterrupt too: they fail this item only
-            if os.getpid() != origin_pid:
-                error = _with_remote_traceback(error)  # type: ignore[assignment]
-            failed.append(len(values))
-            append(error)
-        else:
-            append(value)
-    return values, failed, time.perf_counter() - started
+    report = _Report([], []) if claim is None else _Report(claim.values, claim.failed)
+    runner = _ItemRunner(fn, star, report, os.getpid() != origin_pid, slot)
+    if claim is not None:
+        runner.run(_claimed(payloads, claim))
+    elif budget is None or len(payloads) < 2:
+        runner.run(payloads)
+    else:
+        _run_within(runner, payloads, started + budget)
+    return report.values, report.failed, time.perf_counter() - started
+
+
+class _Report:
+    __slots__ = ("failed", "values")
+
+    def __init__(self, values: list[Any], failed: list[int]) -> None:
+        self.values = values
+        self.failed = failed
+
+
+class _ItemRunner:
+    """Runs items one after the other into a report, recording each start in the
+    progress slot when there is one."""
+
+    __slots__ = ("_fn", "_remote", "_report", "_star", "_view", "_word")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        star: bool,
+        report: _Report,
+        remote: bool,
+        slot: tuple[memoryview, int] | None,
+    ) -> None:
+        self._fn, self._star, self._report, self._remote = fn, star, report, remote
+        self._view: memoryview | None = None if slot is None else slot[0]
+        self._word = 0 if slot is None else slot[1]
+
+    def run(self, payloads: Iterable[Any]) -> None:
+        fn, star, view, word = self._fn, self._star, self._view, self._word
+        values = self._report.values
+        append = values.append
+        if view is None:
+            for payload in payloads:
+                try:
+                    value = fn(*payload) if star else fn(payload)
+                except BaseException as error:  # SystemExit, KeyboardInterrupt too: they fail this item only
+                    self._fail(error)
+                else:
+                    append(value)
+            return
+        for started, payload in enumerate(payloads, len(values) + 1):
+            view[word] = started  # this many items have started
+            try:
+                value = fn(*payload) if star else fn(payload)
+            except BaseException as error:
+                self._fail(error)
+            else:
+                append(value)
+
+    def _fail(self, error: BaseException) -> None:
+        values = self._report.values
+        self._report.failed.append(len(values))
+        values.append(_with_remote_traceback(error) if self._remote else error)
+
+
+BATCH_SECONDS = 0.002  # how often a task with a budget reads the clock, at most
+MAX_BATCH = 1024
+
+
+def _run_within(runner: _ItemRunner, payloads: Sequence[Any], stop_at: float) -> None:
+    """Run ``payloads`` in batches, reading the clock between them, and stop once it
+    reads ``stop_at`` or later. Batches double from one item, up to about
+    ``BATCH_SECONDS`` of work each by the time per item measured so far."""
+    clock = time.perf_counter
+    start, size, began = 0, 1, clock()
+    while start < len(payloads):
+        runner.run(payloads[start : start + size])
+        start += size
+        now = clock()
+        if now >= stop_at:
+            return
+        per_item = (now - began) / start
+        size = max(1, min(2 * size, MAX_BATCH, int(BATCH_SECONDS / max(per_item, 1e-9))))
 
 
 class ChunkClaim:
@@ -101,7 +221,7 @@ class RemoteTraceback(Exception):
         return self.text
 
 
-class _RemoteFailure:
+class RemoteFailure:
     """Pickles as the exception itself with its traceback text attached as ``__cause__``."""
 
     def __init__(self, error: BaseException, text: str) -> None:
@@ -112,11 +232,11 @@ class _RemoteFailure:
         return (_attach_traceback, (self.error, self.text))
 
 
-def _with_remote_traceback(error: BaseException) -> _RemoteFailure:
+def _with_remote_traceback(error: BaseException) -> RemoteFailure:
     import traceback  # only failures in another process need it
 
     text = "".join(traceback.format_exception(error))
-    return _RemoteFailure(error, f'\n"""\n{text}"""')
+    return RemoteFailure(error, f'\n"""\n{text}"""')
 
 
 def _attach_traceback(error: BaseException, text: str) -> BaseException:

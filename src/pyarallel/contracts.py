@@ -17,7 +17,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Backend", "RateLimiter", "RetryPolicy", "RunInfo", "RunSummary"]
+from pyarallel._errors import TaskLostError
+from pyarallel._result import RunStatus
+
+__all__ = ["Backend", "RateLimiter", "RetryPolicy", "RunInfo", "RunSummary", "TaskLostError"]
 
 T = TypeVar("T")
 
@@ -35,14 +38,21 @@ class Backend(Protocol):
     worker waits between two tasks (never under a rate limit, where every call must start
     as its token is drawn).
 
-    Optionally, a backend may define ``task_seconds``: how long it would like one task to
-    last. The scheduler then groups tiny items into one task (a list of items) to amortise
-    the backend's per-task cost, measuring item durations as it goes; items that take
-    longer than ``task_seconds`` are always sent alone, and nothing is grouped under a
-    rate limit. Without it every task carries one item. A backend whose tasks run in the
-    scheduler's own process (threads) may also set ``shares_memory = True``: a chunk stuck
-    behind an unexpectedly slow item then gives its unstarted items back to be run
-    elsewhere.
+    Optionally, a backend may define:
+
+    - ``task_seconds``: how long it would like one task to last. The scheduler then groups
+      tiny items into one task (a list of items) to amortise the backend's per-task cost,
+      measuring item durations as it goes; items that take longer than ``task_seconds``
+      are always sent alone, and nothing is grouped under a rate limit. Without it every
+      task carries one item.
+    - ``shares_memory = True`` for a backend whose tasks run in the scheduler's own
+      process (threads): a chunk stuck behind an unexpectedly slow item then gives its
+      unstarted items back to be run elsewhere.
+    - ``until_ready()``, returning ``None`` when a task submitted now would start at once
+      (given a free worker), else a ``Future`` that is done once it would (worker
+      processes still starting). Under a rate limit the scheduler asks before drawing
+      each token and waits for that future, because the limit is measured where calls
+      start.
     """
 
     @property
@@ -58,12 +68,26 @@ class Backend(Protocol):
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
         """Schedule ``fn(*args)`` and return a future for its result.
 
-        ``fn`` is a module-level function of pyarallel's and ``args`` hold the user's
-        function and items. The future's exception is the exception ``fn`` raised, or one
-        of pyarallel's :class:`~pyarallel.ItemError` subclasses when the backend itself
-        could not run the task (:class:`~pyarallel.SerializationError` when the task or
-        its result cannot be sent, :class:`~pyarallel.WorkerCrashedError` when the worker
-        running *this* task died). Callbacks added to the future may run in any thread.
+        ``fn`` is pyarallel's task function for this run (a picklable object holding the
+        user's function): the *same object* for every task of a run, so a backend that
+        sends tasks to other processes or machines can send it once per worker and keep
+        it there. ``args`` hold one task's items (and, for backends with
+        ``shares_memory``, a claim object). ``fn`` reports every item's own outcome, so
+        the future fails only when the backend could not run the task:
+
+        - with one of pyarallel's :class:`~pyarallel.ItemError` subclasses when the task
+          itself is at fault (:class:`~pyarallel.SerializationError` when it or its
+          result cannot be sent, :class:`~pyarallel.WorkerCrashedError` when it is known
+          to have killed its worker);
+        - with :class:`~pyarallel.contracts.TaskLostError` when the worker running it went
+          away and the task is not known to be the cause; the scheduler runs its items
+          again without counting an attempt (see that class);
+        - with any other exception when the backend could not take the task (its
+          executor shut down or broken). A group's items are then tried in smaller groups,
+          down to one, so only the item at fault fails; a raising ``submit`` counts the
+          same.
+
+        Callbacks added to the future may run in any thread.
         """
         ...
 
@@ -140,3 +164,12 @@ class RunSummary:
     retries: int
     seconds: float
     error: BaseException | None = None
+
+    @property
+    def status(self) -> RunStatus | None:
+        """The run's :class:`~pyarallel.RunStatus` (what its ``ParallelResult`` says), or
+        ``None`` when it ended without one (interrupted, or an exception escaped)."""
+        try:
+            return RunStatus(self.outcome)
+        except ValueError:
+            return None

@@ -33,14 +33,16 @@ hookimpl = pluggy.HookimplMarker("pyarallel")
 
 
 @hookspec(firstresult=True)
-def pyarallel_executor(executor: object, workers: int | None) -> Backend | None:
+def pyarallel_executor(executor: object, workers: int | None, total: int | None) -> Backend | None:
     """Build the backend that runs one call's tasks.
 
     Called once at the start of each run with the ``executor=`` argument exactly as the
     user gave it: a name such as ``"thread"`` or ``"process"``, or an object such as a
     ``concurrent.futures.Executor`` or a cluster client. ``workers`` is the user's worker
-    count (``None``: the backend chooses). Return a :class:`~pyarallel.contracts.Backend`
-    if this plugin handles ``executor``, else ``None``.
+    count (``None``: the backend chooses). ``total`` is the number of input items when it
+    is known up front (else ``None``): a backend need not start more workers than that.
+    Return a :class:`~pyarallel.contracts.Backend` if this plugin handles ``executor``,
+    else ``None``.
     """
 
 

@@ -1,38 +1,47 @@
 """Built-in plugin: the ``"process"`` executor, a pool of worker processes run by loky.
 
 - Functions and arguments travel with cloudpickle, so lambdas, closures and functions
-  defined in ``__main__`` or a notebook work.
-- The pool (a loky ``ProcessPoolExecutor``) stays warm across calls with the same number of
-  workers, from any thread; idle workers exit after ``IDLE_WORKER_TIMEOUT`` seconds.
-- ``loky`` and ``cloudpickle`` are imported on first use, not when pyarallel is imported.
-- A task whose arguments or result cannot be pickled fails alone with a
-  ``SerializationError`` naming the cause.
+  defined in ``__main__`` or a notebook work. The run's function is pickled once and
+  sent to each worker once (large ones through a file), not with every task.
+- Each run has a pool of its own, taken warm from the idle pools when one of its size is
+  kept (see ``_process_pools``); it never starts more workers than a sized input has
+  items. ``loky`` and ``cloudpickle`` are imported on first use.
+- An argument, result or exception that cannot be pickled fails only its own item, with
+  a ``SerializationError`` naming the cause.
 - When a worker dies (``os._exit``, a segfault, the OOM killer), loky fails every task in
-  flight on that pool. Only one of them killed it, so the backend runs those tasks again
-  one at a time on a fresh pool ("quarantine"), holding back new tasks meanwhile: the task
-  that kills its worker again fails with ``WorkerCrashedError``, the others complete. When
-  a single task was in flight, it is the culprit and is not run again.
+  flight on the pool. Each worker records in shared memory which item it is running, so
+  the backend knows which item was running in which worker; on Linux it also sees which
+  worker died. That item is reported as crashed (``WorkerCrashedError``); the other tasks
+  are reported lost (``TaskLostError``) and run again on a fresh pool, their attempts
+  uncounted. Where the dead worker cannot be told (outside Linux), the items that were
+  running are reported as suspects and the scheduler runs each alone to find out.
+- Under a rate limit, the scheduler asks ``until_ready()`` before drawing a token: a cold
+  or replaced pool first runs a rendezvous of one task per worker, so that a call starts
+  when its token is drawn, not when a worker finally comes up.
 """
 
 from __future__ import annotations
 
-import atexit
+import contextlib
+import itertools
 import os
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pyarallel._errors import SerializationError, WorkerCrashedError
-from pyarallel._worker import call_pickled
+from pyarallel._builtin._process_pools import WorkerPool, pools, process_alive
+from pyarallel._errors import SerializationError, TaskLostError
+from pyarallel._worker import FunctionRef, run
 from pyarallel.hookspecs import hookimpl
 
 T = TypeVar("T")
 
 NAME = "process"
-IDLE_WORKER_TIMEOUT = 300.0  # seconds an idle worker stays alive for the next call
+_run_keys = itertools.count()
+INLINE_FUNCTION_BYTES = 64 * 1024  # a pickled function larger than this travels by file
+MAX_WARM_UPS = 3  # pools warmed in a row without one coming up: stop waiting for workers
 
 
 @hookimpl
@@ -41,47 +50,41 @@ def pyarallel_executor_names() -> Sequence[str]:
 
 
 @hookimpl
-def pyarallel_executor(executor: object, workers: int | None) -> ProcessBackend | None:
-    return ProcessBackend(workers) if executor == NAME else None
+def pyarallel_executor(executor: object, workers: int | None, total: int | None) -> ProcessBackend | None:
+    return ProcessBackend(workers, total) if executor == NAME else None
 
 
 @dataclass(eq=False)
 class _Task:
-    blob: bytes
     future: Future[Any]
-    generation: _Generation | None = None
-    crash: BaseException | None = None
+    pool: WorkerPool
+    slot: int | None
+    lost: TaskLostError | None = None  # decided when its pool broke
 
 
-@dataclass(eq=False)
-class _Generation:
-    """The tasks launched on one pool since the last crash. When the pool is lost, every
-    task of the generation that was still in flight becomes a suspect."""
-
-    isolated: bool = False
-    broken: bool = False
-    recovering: bool = False  # a recovery has been started for it
-    running: set[_Task] = field(default_factory=set)
-    suspects: list[_Task] = field(default_factory=list)
-
-    def needs_recovery(self) -> bool:
-        return not self.running and not self.recovering and (self.broken or self.isolated)
+@dataclass(frozen=True)
+class _ShippedFunction:
+    function: object  # the object submitted as fn (the same for every task of a run)
+    ref: FunctionRef
+    path: str | None  # the file holding it, removed when the run ends
 
 
 class ProcessBackend:
-    """One run's view of the shared loky pool, with crash quarantine."""
+    """One run's pool of worker processes (see the module docstring)."""
 
     name = NAME
     queue_ahead = True
     task_seconds = 0.02  # a task costs pickling and a round trip through pipes
 
-    def __init__(self, workers: int | None) -> None:
-        self.capacity = workers if workers is not None else (os.cpu_count() or 1)
-        self._lock = threading.RLock()  # a future already done runs its callback inside _launch
-        self._executor = _shared_pool(self.capacity)
-        self._generation: _Generation | None = _Generation()  # None while recovering
-        self._quarantine: deque[_Task] = deque()
-        self._held: deque[_Task] = deque()
+    def __init__(self, workers: int | None, total: int | None = None) -> None:
+        wanted = workers if workers is not None else (os.cpu_count() or 1)
+        self.capacity = max(1, min(wanted, total)) if total is not None else wanted
+        self._lock = threading.Lock()
+        self._pool = pools.take(self.capacity)
+        self._tasks: dict[Future[bytes], _Task] = {}  # loky's future -> our task, in flight
+        self._shipped: _ShippedFunction | None = None
+        self._warm_ups = 0  # warm-ups started since a pool was last seen warm
+        self._replaced: list[WorkerPool] = []  # broken pools to shut down, outside the lock
         self._closed = False
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
@@ -89,120 +92,149 @@ class ProcessBackend:
 
         future: Future[T] = Future()
         try:
-            blob = cloudpickle.dumps((fn, args))
+            function = self._ship(fn)
         except Exception as error:
-            failure = SerializationError(f"could not pickle the item for a worker process: {error!r}")
-            failure.__cause__ = error
-            future.set_exception(failure)
-            return future
-        task = _Task(blob, future)
+            return _failed(future, SerializationError(f"the function could not be pickled: {error!r}"), error)
+        try:
+            payloads = cloudpickle.dumps(args)
+        except Exception as error:
+            message = f"could not pickle the item for a worker process: {error!r}"
+            return _failed(future, SerializationError(message), error)
         with self._lock:
-            if self._generation is None:
-                self._held.append(task)
-                return future
-            generation = self._generation
-            if self._launch(task, generation):
-                return future
-            # The pool broke or was shut down (e.g. by another call's timeout) before we
-            # noticed: hold the task and recover once this generation has drained.
-            self._held.append(task)
-            self._mark_broken(generation)
-            recover = generation.needs_recovery()
-        if recover:
-            self._start_recovery(generation)
+            pool = self._usable_pool()
+            slot = pool.slots.acquire()
+            slot_ref = None if slot is None else (pool.slots.path, pool.slots.first_word(slot))
+            try:
+                inner = pool.executor.submit(run, function, payloads, slot_ref)
+            except (BrokenExecutor, RuntimeError) as error:
+                pool.broken = True  # it broke before we noticed: the task never started
+                if slot is not None:
+                    pool.slots.release(slot)
+                lost = TaskLostError("the worker pool broke before the task started", started=0)
+                return _failed(future, lost, error)
+            self._tasks[inner] = _Task(future, pool, slot)
+        self._discard_replaced()
+        inner.add_done_callback(self._on_done)
         return future
+
+    def until_ready(self) -> Future[None] | None:
+        """None when a task submitted now starts at once; else a future done when the
+        pool's workers are all up (see the module docstring)."""
+        with self._lock:
+            pool = self._usable_pool()
+            if pool.warm:
+                self._warm_ups = 0
+                return None
+            if pool.warming is None:
+                if self._warm_ups >= MAX_WARM_UPS:
+                    return None  # workers that never come up: let the tasks find out
+                self._warm_ups += 1
+            warming = pool.warm_up()
+        self._discard_replaced()
+        return None if warming.done() else warming
 
     def close(self, *, abort: bool) -> None:
         with self._lock:
             self._closed = True
-            waiting = list(self._held) + list(self._quarantine)
-            self._held.clear()
-            self._quarantine.clear()
-            busy = self._generation is None or bool(self._generation.running)
-        for task in waiting:
+            pending = list(self._tasks.values())
+            self._tasks.clear()
+            pool = self._pool
+            shipped, self._shipped = self._shipped, None
+        for task in pending:
             task.future.cancel()
-        if abort and busy:
-            # Stop items still running: loky terminates the workers and the next call
-            # starts a fresh pool. Waiting for the kill (~40 ms) guarantees that no task
-            # still queued in loky starts after the call has returned.
-            _drop_pool(self._executor)
-            self._executor.shutdown(wait=True, kill_workers=True)
+        busy = bool(pending) or (pool.warming is not None and not pool.warming.done())
+        if pool.broken or (abort and busy):
+            # Stop items still running. Waiting for the kill (~40 ms) guarantees that no
+            # task still queued in loky starts after the call has returned.
+            pools.discard(pool)
+        else:
+            pools.keep(pool)
+        if shipped is not None and shipped.path is not None:
+            _remove(shipped.path)
+        self._discard_replaced()
 
-    # -- launching and completion (call with the lock held) -------------------------------
+    # -- internals ------------------------------------------------------------------------
 
-    def _launch(self, task: _Task, generation: _Generation) -> bool:
-        """Submit ``task`` to the pool; False if the pool is no longer usable."""
-        try:
-            inner = self._executor.submit(call_pickled, task.blob)
-        except (BrokenExecutor, RuntimeError):
-            return False
-        task.generation = generation
-        generation.running.add(task)
-        inner.add_done_callback(lambda done: self._on_done(task, done))
-        return True
+    def _usable_pool(self) -> WorkerPool:
+        """The run's pool, replaced first if it broke (call with the lock held; then
+        ``_discard_replaced`` without it)."""
+        if self._pool.broken:
+            self._replaced.append(self._pool)
+            self._pool = pools.take(self.capacity)
+        return self._pool
 
-    def _mark_broken(self, generation: _Generation) -> None:
-        generation.broken = True
-        if generation is self._generation:
-            self._generation = None  # hold new tasks until the culprit is found
-
-    def _on_done(self, task: _Task, inner: Future[bytes]) -> None:
-        # Runs in loky's result thread (or in ours, if already done): never wait on the pool.
+    def _discard_replaced(self) -> None:
+        """Shut down the broken pools replaced so far. loky has killed their workers
+        already; its manager thread may still be delivering their tasks' failures, which
+        needs our lock, so this never runs under it."""
         with self._lock:
-            generation = task.generation
-            assert generation is not None
-            generation.running.discard(task)
-            if self._closed:
-                task.future.cancel()
-                return
-            if _pool_lost(inner):
-                task.crash = None if inner.cancelled() else inner.exception()
-                generation.suspects.append(task)
-                self._mark_broken(generation)
-            else:
-                _deliver(task.future, inner)
-            recover = generation.needs_recovery()
-        if recover:
-            self._start_recovery(generation)
+            replaced, self._replaced = self._replaced, []
+        for pool in replaced:
+            pools.discard(pool, kill=False)
 
-    def _start_recovery(self, generation: _Generation) -> None:
-        # Replacing a broken pool joins loky's threads, so recover from a thread of our own.
-        with self._lock:
-            if generation.recovering:
-                return  # a task finishing inside _launch already started it
-            generation.recovering = True
-        threading.Thread(
-            target=self._recover, args=(generation,), name="pyarallel-process-recovery", daemon=True
-        ).start()
+    def _ship(self, fn: object) -> FunctionRef:
+        """The reference tasks carry to ``fn``, pickled once per run."""
+        shipped = self._shipped
+        if shipped is not None and shipped.function is fn:
+            return shipped.ref
+        import cloudpickle
 
-    def _recover(self, generation: _Generation) -> None:
-        """A lost generation, or an isolated run, has no task left in flight: blame the
-        culprit if it is known, then run the next suspect alone or resume normal work."""
-        executor = _shared_pool(self.capacity, replacing=self._executor if generation.broken else None)
+        blob: bytes = cloudpickle.dumps(fn)
+        key, path = f"{os.getpid()}-{next(_run_keys)}", None
+        if len(blob) <= INLINE_FUNCTION_BYTES:
+            ref: FunctionRef = (key, blob, None)
+        else:
+            path = _write_beside(self._pool.slots.path, key, blob)
+            ref = (key, None, path)
+        if shipped is not None and shipped.path is not None:
+            _remove(shipped.path)
+        self._shipped = _ShippedFunction(fn, ref, path)
+        return ref
+
+    def _on_done(self, inner: Future[bytes]) -> None:
+        # Runs in loky's manager thread (or in ours, if already done): never wait on the pool.
         with self._lock:
-            self._executor = executor
-            if self._closed:
-                return
-            suspects = generation.suspects
-            if len(suspects) == 1:
-                _fail_crashed(suspects[0])
+            task = self._tasks.pop(inner, None)
+            if task is None:
+                return  # the run closed
+            if _pool_lost(inner) and task.lost is None:
+                self._judge_break(task.pool, inner.exception() if not inner.cancelled() else None, task)
+            if task.slot is not None:
+                task.pool.slots.release(task.slot)
+        if task.lost is not None and _pool_lost(inner):
+            task.future.set_exception(task.lost)
+        else:
+            _deliver(task.future, inner)
+
+    def _judge_break(self, pool: WorkerPool, cause: BaseException | None, first: _Task) -> None:
+        """``pool`` lost a worker; loky is failing every task in flight on it, and kills
+        the other workers once it has. Right now those are still alive, so every task's
+        verdict is decided here at once: the item that was running in the worker that died
+        crashed it; every other task is lost and runs again (call with the lock held)."""
+        pool.broken = True
+        tasks = [first, *(task for task in self._tasks.values() if task.pool is pool)]
+        readings = {task: self._reading(task) for task in tasks}
+        for task, (started, alive) in readings.items():
+            crashed = bool(started) and alive is False
+            if crashed:
+                message = _CRASHED
+            elif started != 0 and alive is None:
+                message = "a worker process died while it ran, and which one could not be told"
             else:
-                self._quarantine.extend(suspects)
-            if self._quarantine:
-                next_generation = _Generation(isolated=True)
-                task = self._quarantine.popleft()
-                if not self._launch(task, next_generation):
-                    self._quarantine.appendleft(task)
-            else:
-                next_generation = self._generation = _Generation()
-                while self._held:
-                    if not self._launch(self._held[0], next_generation):
-                        self._mark_broken(next_generation)
-                        break
-                    self._held.popleft()
-            recover = next_generation.needs_recovery()
-        if recover:
-            self._start_recovery(next_generation)
+                message = "another worker process of its pool died, so the pool was replaced"
+            task.lost = TaskLostError(message, started=started, crashed=crashed)
+            task.lost.__cause__ = cause
+
+    def _reading(self, task: _Task) -> tuple[int | None, bool | None]:
+        """How many of ``task``'s items had started (None: not tracked), and whether the
+        worker running it is alive (None: not known)."""
+        if task.slot is None:
+            return None, None
+        pid, started = task.pool.slots.read(task.slot)
+        return started, (process_alive(pid) if started > 0 else None)
+
+
+_CRASHED = "the worker process running it died (os._exit, a signal such as a segfault, or the OOM killer)"
 
 
 def _pool_lost(inner: Future[bytes]) -> bool:
@@ -215,6 +247,9 @@ def _pool_lost(inner: Future[bytes]) -> bool:
 def _deliver(future: Future[Any], inner: Future[bytes]) -> None:
     import cloudpickle
 
+    if inner.cancelled():
+        future.cancel()
+        return
     error = inner.exception()
     if error is not None:
         future.set_exception(error)
@@ -227,47 +262,19 @@ def _deliver(future: Future[Any], inner: Future[bytes]) -> None:
         future.set_exception(failure)
 
 
-def _fail_crashed(task: _Task) -> None:
-    failure = WorkerCrashedError(
-        "the worker process running it died (os._exit, a signal such as a segfault, or the OOM killer)"
-    )
-    failure.__cause__ = task.crash
-    task.future.set_exception(failure)
+def _failed(future: Future[T], error: BaseException, cause: BaseException) -> Future[T]:
+    error.__cause__ = cause
+    future.set_exception(error)
+    return future
 
 
-# One warm pool per worker count, shared by every thread of the process. (loky's own
-# reusable executor is per thread, which would give every recovery thread a pool of its
-# own.) A pool that broke or was killed is dropped and replaced on next use.
-_pools: dict[int, Any] = {}
-_pools_lock = threading.Lock()
-_forget_at_exit = True  # register _forget_pools on first use
+def _write_beside(slot_path: str, key: str, blob: bytes) -> str:
+    path = os.path.join(os.path.dirname(slot_path), f"pyarallel-{os.getpid()}-{key}.function")
+    with open(path, "wb") as file:
+        file.write(blob)
+    return path
 
 
-def _shared_pool(workers: int, replacing: Any = None) -> Any:
-    """The warm pool for ``workers``; a new one if it is ``replacing`` (a pool found broken)."""
-    from loky import ProcessPoolExecutor
-
-    global _forget_at_exit
-    with _pools_lock:
-        if _forget_at_exit:
-            atexit.register(_forget_pools)
-            _forget_at_exit = False
-        pool = _pools.get(workers)
-        if pool is None or pool is replacing:
-            pool = _pools[workers] = ProcessPoolExecutor(max_workers=workers, timeout=IDLE_WORKER_TIMEOUT)
-        return pool
-
-
-def _forget_pools() -> None:
-    # loky has shut the pools down by now; let them be collected while the interpreter is
-    # still whole (at module teardown loky's cleanup callback would fail noisily).
-    with _pools_lock:
-        _pools.clear()
-
-
-def _drop_pool(pool: Any) -> None:
-    """Forget ``pool`` (killed or broken), so the next run starts a fresh one."""
-    with _pools_lock:
-        for workers, current in list(_pools.items()):
-            if current is pool:
-                del _pools[workers]
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -1,0 +1,130 @@
+"""The input side of a run: reads items lazily, numbers them, and bounds how many are
+taken ahead of completion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from itertools import islice
+from typing import Any
+
+from pyarallel._scheduling.items import Item, Task
+
+__all__ = ["InputWindow"]
+
+# Iterators over objects already in memory: reading them never blocks, so a block of them
+# is read in one go, without looking at the clock between items.
+_FAST_ITERATORS = frozenset(
+    type(iterator)
+    for iterator in (
+        iter([]),
+        iter(()),
+        iter(range(0)),
+        iter(range(1 << 70)),
+        iter({}),
+        iter(set()),
+        iter(frozenset()),
+        iter(""),
+        iter(b""),
+        reversed([]),
+    )
+)
+
+
+class InputWindow:
+    """Takes items from ``source`` (``None``: the driver admits them one by one) and keeps
+    count of them.
+
+    ``window`` bounds how many items are *open* (taken and not finished) at once
+    (``None``: no bound). Reading stops at ``deadline`` (by ``clock``): once it has passed
+    nothing more is read. A block of several items from an iterator that may block (a
+    generator, a file, a socket) is read for at most ``read_seconds``, so a slow input
+    never holds the scheduler away from the workers for long.
+    """
+
+    def __init__(
+        self,
+        source: Iterator[Any] | None,
+        *,
+        total: int | None,
+        window: int | None,
+        clock: Callable[[], float],
+        deadline: float | None = None,
+        read_seconds: float = 0.01,
+    ) -> None:
+        self._source = source
+        self.total = total
+        self._window = window
+        self._clock = clock
+        self._deadline = deadline
+        self._read_seconds = read_seconds
+        self._fast = type(source) in _FAST_ITERATORS
+        self.seen = 0  # items taken from the input
+        self.open = 0  # items taken and not finished
+        self.exhausted = False
+
+    def has_room(self) -> bool:
+        """True while the input may still give items and the window has room for one."""
+        return not self.exhausted and (self._window is None or self.open < self._window)
+
+    def take(self, size: int) -> Task | None:
+        """A block of up to ``size`` fresh items, or None when there is nothing to take
+        (no input of its own, exhausted, the window full, or the deadline passed)."""
+        source = self._source
+        if source is None or not self.has_room():
+            return None
+        if self._deadline is not None and self._clock() >= self._deadline:
+            return None
+        if self._window is not None:
+            size = min(size, self._window - self.open)
+        payloads = self._read(source, size)
+        if not payloads:
+            return None
+        task = Task(payloads, start=self.seen)
+        self.seen += len(payloads)
+        self.open += len(payloads)
+        return task
+
+    def admit(self, payload: Any) -> Item:
+        """Take one more item from a driver-fed input."""
+        item = Item(self.seen, payload)
+        self.seen += 1
+        self.open += 1
+        return item
+
+    def close(self) -> None:
+        """The input is exhausted (a driver-fed input, or the run is ending)."""
+        self.exhausted = True
+
+    def finished(self, count: int) -> None:
+        """``count`` open items have finished."""
+        self.open -= count
+
+    def remaining(self, ready: int) -> int | None:
+        """Items not started yet, when the input's size is known (``ready`` were taken
+        and are waiting)."""
+        if self.total is None:
+            return None
+        return self.total - self.seen + ready
+
+    def untaken(self) -> range:
+        """The indices of a sized input that were never taken (empty when unsized)."""
+        return range(self.seen, self.total) if self.total is not None else range(0)
+
+    def _read(self, source: Iterator[Any], size: int) -> list[Any]:
+        if size == 1 or self._fast:
+            payloads = list(islice(source, size))
+            if len(payloads) < size:
+                self.exhausted = True
+            return payloads
+        clock = self._clock
+        stop_at = clock() + self._read_seconds
+        if self._deadline is not None:
+            stop_at = min(stop_at, self._deadline)
+        payloads = []
+        append = payloads.append
+        for payload in source:
+            append(payload)
+            if len(payloads) >= size or clock() >= stop_at:
+                return payloads
+        self.exhausted = True
+        return payloads

@@ -1,0 +1,90 @@
+"""What the scheduler moves around: one input ``Item``, and a ``Task`` of items submitted
+together as one call to the backend."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Item", "Task"]
+
+UNLIMITED = sys.maxsize
+
+
+@dataclass(slots=True, eq=False)
+class Item:
+    """One input item with a life of its own (it failed, was retried or was given back).
+
+    ``attempts`` counts the attempts started and not given back. ``group_limit`` is the
+    largest task this item may travel in: a group that failed as a whole gives its items
+    back with half its size as their limit, so a bad item is cornered in a few tasks and
+    then runs alone (limit 1), and an item given back to run alone stays alone.
+    ``suspect`` marks an item that was running when its worker was lost: it runs alone
+    with nothing else in flight, so that if it is lost again it is known to be the cause.
+    ``losses`` counts the times its task was lost; ``last_error`` is the exception of its
+    last failed attempt (kept as the cause if the run times out before it finishes).
+    """
+
+    index: int
+    payload: Any
+    attempts: int = 0
+    group_limit: int = UNLIMITED
+    suspect: bool = False
+    losses: int = 0
+    last_error: BaseException | None = None
+
+
+class Task:
+    """Items submitted together as one call to the backend; ``payloads`` in order.
+
+    Most tasks are *blocks*: fresh items taken from the input together, with consecutive
+    indices from ``start``, each on its first attempt. A block has no per-item object
+    until one is needed (an item fails, or the block is reclaimed), so tiny items cost
+    the scheduler next to nothing. Other tasks carry ``Item``s that already have a life of
+    their own (admitted one at a time, retried, or given back); their ``start`` is -1.
+    ``isolated`` is set on a task that runs a suspect with nothing else in flight.
+    """
+
+    __slots__ = ("_items", "isolated", "payloads", "start")
+
+    def __init__(self, payloads: list[Any], start: int = -1, items: list[Item] | None = None) -> None:
+        self.payloads = payloads
+        self.start = start
+        self._items = items
+        self.isolated = False
+
+    @classmethod
+    def of(cls, items: list[Item]) -> Task:
+        """A task of items with lives of their own; counts one more attempt for each."""
+        for item in items:
+            item.attempts += 1
+        return cls([item.payload for item in items], items=items)
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    @property
+    def has_items(self) -> bool:
+        """True once the task's ``Item`` objects exist (always, for a task that is not a block)."""
+        return self._items is not None
+
+    def items(self) -> list[Item]:
+        """The task's items (a block's are made on first use, on their first attempt)."""
+        if self._items is None:
+            self._items = [Item(index, payload, 1) for index, payload in enumerate(self.payloads, self.start)]
+        return self._items
+
+    def indices(self) -> Iterator[int]:
+        """The input positions of the task's items."""
+        if self.start >= 0 and self._items is None:
+            return iter(range(self.start, self.start + len(self.payloads)))
+        return (item.index for item in self.items())
+
+    def keep_only(self, items: list[Item]) -> None:
+        """From now on the task stands for ``items`` only (the rest were settled or given
+        back), and is no longer a block."""
+        self._items = items
+        self.payloads = [item.payload for item in items]
+        self.start = -1
