@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 
 from pyarallel import ItemResult, Retry, hookimpl, parallel_iter, parallel_map
-from test_plugins import FixedInterval, LimiterPlugin, Observer, PoolBackend
-from test_plugins import register as register  # noqa: PLC0414 - the fixture, requested by name
+from support import FixedInterval, LimiterPlugin, Observer, PoolBackend
 
 WORKERS = 2
 EXECUTORS = [pytest.param("thread", id="threads"), pytest.param("process", id="processes")]

@@ -14,8 +14,8 @@ import textwrap
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,6 @@ import pytest
 
 import pyarallel
 from pyarallel import (
-    ItemResult,
     ItemTimeoutError,
     PluginInfo,
     Retry,
@@ -38,24 +37,9 @@ from pyarallel import (
 )
 from pyarallel._plugins import plugin_manager
 from pyarallel.contracts import Backend, RateLimiter, RetryPolicy, RunInfo, RunSummary
+from support import FixedInterval, LimiterPlugin, Observer, PoolBackend
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def register() -> Iterator[Callable[..., str]]:
-    """Register plugins for one test; whatever is still registered at the end is removed."""
-    registered: list[object] = []
-
-    def _register(plugin: object, name: str | None = None) -> str:
-        registered.append(plugin)
-        return register_plugin(plugin, name)
-
-    yield _register
-    manager = plugin_manager()
-    for plugin in reversed(registered):
-        if manager.is_registered(plugin):
-            unregister_plugin(plugin)
 
 
 def plugin_named(name: str) -> PluginInfo:
@@ -104,21 +88,6 @@ class InlinePlugin:
         backend = InlineBackend()
         self.backends.append(backend)
         return backend
-
-
-class PoolBackend:
-    """A backend on a real ``ThreadPoolExecutor`` whose threads carry ``prefix`` in their name."""
-
-    def __init__(self, name: str, workers: int, prefix: str) -> None:
-        self.name = name
-        self.capacity = workers
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=prefix)
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
-        return self._pool.submit(fn, *args)
-
-    def close(self, *, abort: bool) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=abort)
 
 
 class ThreadReplacement:
@@ -251,45 +220,6 @@ def test_replacing_the_builtin_thread_executor(register: Callable[..., str]) -> 
 
 
 @dataclass(frozen=True)
-class FixedInterval:
-    """A custom rate-limit spec no built-in plugin understands."""
-
-    seconds: float
-
-
-class CountingLimiter:
-    def __init__(self, spec: FixedInterval) -> None:
-        self.spec = spec
-        self.grants: list[float] = []
-        self.denials = 0
-        self._next = float("-inf")
-        self._lock = threading.Lock()
-
-    def try_acquire(self) -> float:
-        with self._lock:
-            now = time.monotonic()
-            if now < self._next:
-                self.denials += 1
-                return self._next - now
-            self._next = now + self.spec.seconds
-            self.grants.append(now)
-            return 0.0
-
-
-class LimiterPlugin:
-    def __init__(self) -> None:
-        self.limiters: list[CountingLimiter] = []
-
-    @hookimpl
-    def pyarallel_rate_limiter(self, rate_limit: object) -> CountingLimiter | None:
-        if not isinstance(rate_limit, FixedInterval):
-            return None
-        limiter = CountingLimiter(rate_limit)
-        self.limiters.append(limiter)
-        return limiter
-
-
-@dataclass(frozen=True)
 class FixedDelays:
     """A custom retry spec: retry after each of these delays, then give up."""
 
@@ -406,37 +336,6 @@ def test_executor_names_hook_is_not_called_per_run(register: Callable[..., str])
 
 
 # -- observer hooks ---------------------------------------------------------------------
-
-
-class Observer:
-    def __init__(self) -> None:
-        self.starts: list[RunInfo] = []
-        self.results: list[tuple[RunInfo, ItemResult[object], int, int]] = []
-        self.retries: list[tuple[RunInfo, int, int, BaseException, float]] = []
-        self.ends: list[tuple[RunInfo, RunSummary]] = []
-        self.threads: set[int] = set()
-
-    @hookimpl
-    def pyarallel_run_start(self, run: RunInfo) -> None:
-        self.threads.add(threading.get_ident())
-        self.starts.append(run)
-
-    @hookimpl
-    def pyarallel_item_result(self, run: RunInfo, result: ItemResult[object], done: int, seen: int) -> None:
-        self.threads.add(threading.get_ident())
-        self.results.append((run, result, done, seen))
-
-    @hookimpl
-    def pyarallel_item_retry(
-        self, run: RunInfo, index: int, attempt: int, error: BaseException, delay: float
-    ) -> None:
-        self.threads.add(threading.get_ident())
-        self.retries.append((run, index, attempt, error, delay))
-
-    @hookimpl
-    def pyarallel_run_end(self, run: RunInfo, summary: RunSummary) -> None:
-        self.threads.add(threading.get_ident())
-        self.ends.append((run, summary))
 
 
 def test_observer_hooks_receive_run_items_retries_and_summary(register: Callable[..., str]) -> None:
