@@ -36,17 +36,20 @@ def parallel_map(
     - ``executor``: ``"thread"``, ``"process"``, another plugin's name, or a
       ``concurrent.futures.Executor`` to use as it is (never shut down by pyarallel).
     - ``rate_limit``: a ``RateLimit`` or calls per second; every attempt counts.
-    - ``timeout``: total wall-clock seconds; items not finished by then fail with
-      ``ItemTimeoutError`` (a ``TimeoutError``) and the call returns at once.
+    - ``timeout``: total wall-clock seconds, reading the input included; items not
+      finished by then fail with ``ItemTimeoutError`` (a ``TimeoutError``), no more input
+      is read, and the call returns at once with ``status`` ``RunStatus.TIMED_OUT``.
     - ``on_progress(done, total)``: called after each item finishes; with an unsized input
-      and ``batch_size``, ``total`` is the number of items taken so far.
+      read lazily (``batch_size`` or ``timeout`` set), ``total`` is the number of items
+      taken so far.
     - ``batch_size``: take at most this many items from the input ahead of completion
       (a sliding window); an unsized input is then read lazily instead of into a list.
     - ``retry``: a ``Retry``; only the failing item is retried.
 
     Every item ends as exactly one success or one failure: failures never raise here, they
-    are in the returned ``ParallelResult``. Invalid options raise ``ValueError`` or
-    ``TypeError`` before any work starts.
+    are in the returned ``ParallelResult``, whose ``status`` says whether the run
+    completed. Invalid options raise ``ValueError`` or ``TypeError`` before any work
+    starts.
     """
     options = RunOptions(workers, executor, rate_limit, timeout, on_progress, batch_size, retry)
     return collect(make_plan(fn, items, options, star=False, materialize_unsized=True))

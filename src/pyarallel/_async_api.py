@@ -62,8 +62,9 @@ async def async_parallel_map(
 
     ``items`` may be a sync or an async iterable; it is read lazily, as slots free up, and
     never drained into a list first (so for an unsized input ``on_progress`` receives the
-    number of items seen so far as its total). ``timeout`` is total wall clock: items not
-    finished by then fail with ``ItemTimeoutError``. ``task_timeout`` bounds each attempt:
+    number of items seen so far as its total). ``timeout`` is total wall clock, pulls
+    from the input included: items not finished by then fail with ``ItemTimeoutError``
+    and the result's ``status`` is ``RunStatus.TIMED_OUT``. ``task_timeout`` bounds each attempt:
     its coroutine is cancelled and the attempt fails with ``TaskTimeoutError`` (retried
     like any failure). Other options mean what they mean for ``parallel_map``; the rate
     limiter waits without blocking the event loop.
