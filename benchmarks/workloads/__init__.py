@@ -18,13 +18,23 @@ from workloads import (
     w5_rate_limit,
     w6_streaming,
     w7_import,
+    w8_large_function,
 )
 
 __all__ = ["REGISTRY", "get"]
 
 REGISTRY: dict[str, Workload] = {
     module.WORKLOAD.id: module.WORKLOAD
-    for module in (w1_overhead, w2_sleep, w3_tiny_cpu, w4_heavy_cpu, w5_rate_limit, w6_streaming, w7_import)
+    for module in (
+        w1_overhead,
+        w2_sleep,
+        w3_tiny_cpu,
+        w4_heavy_cpu,
+        w5_rate_limit,
+        w6_streaming,
+        w7_import,
+        w8_large_function,
+    )
 }
 
 

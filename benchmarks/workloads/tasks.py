@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["burn", "increment", "nap", "pause", "square"]
+__all__ = ["Lookup", "burn", "increment", "nap", "pause", "square"]
 
 
 def increment(x: int) -> int:
@@ -39,3 +39,16 @@ def nap(x: int) -> int:
     """Warm-up item: long enough that every worker of a pool picks one up."""
     time.sleep(0.02)
     return x
+
+
+class Lookup:
+    """W8: an item function that carries a large table (a model, a vocabulary), so that
+    sending the function is the cost: each call pauses ``item_s`` and reads the table."""
+
+    def __init__(self, size: int, item_s: float) -> None:
+        self.table = list(range(size))
+        self.item_s = item_s
+
+    def __call__(self, x: int) -> int:
+        time.sleep(self.item_s)
+        return self.table[x % len(self.table)] + len(self.table)
