@@ -82,7 +82,7 @@ def _drive(run: Run, backend: Backend) -> Generator[Settled, None, None]:
             yield from run.expire()
             return
         yield from run.deliver(schedule.reclaim_stalled(now))
-        if readiness is None or readiness.ready():
+        if readiness is None or (schedule.has_work_to_start(now) and readiness.ready()):
             for task in schedule.next_tasks(now):
                 future = _submit(backend, task_function, task, schedule.claim(task))
                 in_flight[future] = task

@@ -25,14 +25,22 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-__all__ = ["IDLE_SECONDS", "MAX_IDLE_POOLS", "SlotFile", "WorkerPool", "pools", "process_alive"]
+__all__ = [
+    "IDLE_SECONDS",
+    "MAX_IDLE_POOLS",
+    "SlotFile",
+    "WorkerPool",
+    "pools",
+    "process_alive",
+    "shared_memory_dir",
+]
 
 IDLE_SECONDS = 300.0
 MAX_IDLE_POOLS = 2
 MAX_IDLE_WORKERS = 2 * (os.cpu_count() or 1)
 
 
-def _shared_memory_dir() -> str | None:
+def shared_memory_dir() -> str | None:
     """A directory in memory where there is one (Linux), else the default temp dir."""
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
@@ -49,7 +57,7 @@ class SlotFile:
         self.rendezvous_start = 2 * slots
         words = 2 * slots + extra
         fd, self.path = tempfile.mkstemp(
-            prefix=f"pyarallel-{os.getpid()}-", suffix=".slots", dir=_shared_memory_dir()
+            prefix=f"pyarallel-{os.getpid()}-", suffix=".slots", dir=shared_memory_dir()
         )
         try:
             os.ftruncate(fd, 8 * words)
@@ -190,6 +198,7 @@ class _Pools:
             if not self._at_exit_registered:
                 atexit.register(self.shutdown_all)
                 self._at_exit_registered = True
+                remove_stale_files()
             for position in range(len(self._idle) - 1, -1, -1):
                 pool = self._idle[position][0]
                 if pool.workers == workers:
@@ -262,6 +271,23 @@ _forgotten: list[object] = []
 pools = _Pools()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=pools.forget)
+
+
+def remove_stale_files() -> None:
+    """Remove the slot and function files left by pyarallel processes that are gone (a
+    process killed outright cannot remove its own)."""
+    directory = shared_memory_dir() or tempfile.gettempdir()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if parts[0] != "pyarallel" or len(parts) < 3 or not name.endswith((".slots", ".function")):
+            continue
+        if parts[1].isdigit() and process_alive(int(parts[1])) is False:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, name))
 
 
 def process_alive(pid: int) -> bool | None:

@@ -25,13 +25,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pyarallel._builtin._process_pools import WorkerPool, pools, process_alive
+from pyarallel._builtin._process_pools import WorkerPool, pools, process_alive, shared_memory_dir
 from pyarallel._errors import SerializationError, TaskLostError
 from pyarallel._worker import FunctionRef, run
 from pyarallel.hookspecs import hookimpl
@@ -80,7 +81,7 @@ class ProcessBackend:
         wanted = workers if workers is not None else (os.cpu_count() or 1)
         self.capacity = max(1, min(wanted, total)) if total is not None else wanted
         self._lock = threading.Lock()
-        self._pool = pools.take(self.capacity)
+        self._pool: WorkerPool | None = None  # taken on first use
         self._tasks: dict[Future[bytes], _Task] = {}  # loky's future -> our task, in flight
         self._shipped: _ShippedFunction | None = None
         self._warm_ups = 0  # warm-ups started since a pool was last seen warm
@@ -138,17 +139,18 @@ class ProcessBackend:
             self._closed = True
             pending = list(self._tasks.values())
             self._tasks.clear()
-            pool = self._pool
+            pool, self._pool = self._pool, None
             shipped, self._shipped = self._shipped, None
         for task in pending:
             task.future.cancel()
-        busy = bool(pending) or (pool.warming is not None and not pool.warming.done())
-        if pool.broken or (abort and busy):
-            # Stop items still running. Waiting for the kill (~40 ms) guarantees that no
-            # task still queued in loky starts after the call has returned.
-            pools.discard(pool)
-        else:
-            pools.keep(pool)
+        if pool is not None:
+            busy = bool(pending) or (pool.warming is not None and not pool.warming.done())
+            if pool.broken or (abort and busy):
+                # Stop items still running. Waiting for the kill (~40 ms) guarantees that
+                # no task still queued in loky starts after the call has returned.
+                pools.discard(pool)
+            else:
+                pools.keep(pool)
         if shipped is not None and shipped.path is not None:
             _remove(shipped.path)
         self._discard_replaced()
@@ -158,8 +160,10 @@ class ProcessBackend:
     def _usable_pool(self) -> WorkerPool:
         """The run's pool, replaced first if it broke (call with the lock held; then
         ``_discard_replaced`` without it)."""
-        if self._pool.broken:
+        if self._pool is not None and self._pool.broken:
             self._replaced.append(self._pool)
+            self._pool = None
+        if self._pool is None:
             self._pool = pools.take(self.capacity)
         return self._pool
 
@@ -184,7 +188,7 @@ class ProcessBackend:
         if len(blob) <= INLINE_FUNCTION_BYTES:
             ref: FunctionRef = (key, blob, None)
         else:
-            path = _write_beside(self._pool.slots.path, key, blob)
+            path = _write_function(blob)
             ref = (key, None, path)
         if shipped is not None and shipped.path is not None:
             _remove(shipped.path)
@@ -268,9 +272,12 @@ def _failed(future: Future[T], error: BaseException, cause: BaseException) -> Fu
     return future
 
 
-def _write_beside(slot_path: str, key: str, blob: bytes) -> str:
-    path = os.path.join(os.path.dirname(slot_path), f"pyarallel-{os.getpid()}-{key}.function")
-    with open(path, "wb") as file:
+def _write_function(blob: bytes) -> str:
+    """A file holding a pickled function, for workers to read (removed at the run's end)."""
+    fd, path = tempfile.mkstemp(
+        prefix=f"pyarallel-{os.getpid()}-", suffix=".function", dir=shared_memory_dir()
+    )
+    with os.fdopen(fd, "wb") as file:
         file.write(blob)
     return path
 

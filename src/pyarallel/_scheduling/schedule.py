@@ -157,6 +157,12 @@ class Schedule:
         """When the rate limiter will grant the next call, if an item is waiting for it."""
         return self._pacer.token_due if self._pacer is not None else None
 
+    def has_work_to_start(self, now: float) -> bool:
+        """True if an item is waiting to start (reading one item from the input, if need
+        be, to find out): a driver asks before preparing a start it may not need."""
+        self._ready.extend(self._backoff.release(now))
+        return bool(self._suspects) or self._ensure_ready()
+
     def next_tasks(self, now: float) -> list[Task]:
         """The tasks to submit now. Call again after any task finishes or at ``wake_at()``.
 
