@@ -14,7 +14,7 @@ class ChunkSizer:
 
     The measurement may be wrong (items can turn slow), so a task of a sized input never
     carries more than its share of what is left: ``remaining / tasks`` while that is
-    worth at least ``MIN_FRACTION`` of a preferred task, so that every worker keeps
+    at least ``MIN_FRACTION`` of a preferred task (``MAX_SIZE`` at most), so that every worker keeps
     getting work while input remains and an item that turns out slow holds few others
     back. Below that, shrinking further would cost more round trips than it saves, so the
     rest is cut once into one equal share per worker (``remaining / workers``), which
@@ -43,11 +43,10 @@ class ChunkSizer:
         ``workers`` workers."""
         if self._item_seconds is None:
             return 1  # measure one item per task first
-        preferred = int(self._task_seconds / max(self._item_seconds, 1e-9))
-        size = min(self.MAX_SIZE, preferred)
+        size = min(self.MAX_SIZE, int(self._task_seconds / max(self._item_seconds, 1e-9)))
         if remaining is not None:
             share = -(-remaining // tasks)
-            if share >= preferred * self.MIN_FRACTION:
+            if share >= size * self.MIN_FRACTION:
                 self._final_share = None
             elif self._final_share is None:
                 self._final_share = -(-remaining // workers)

@@ -23,8 +23,8 @@ class Item:
     then runs alone (limit 1), and an item given back to run alone stays alone.
     ``suspect`` marks an item that was running when its worker was lost: it runs alone
     with nothing else in flight, so that if it is lost again it is known to be the cause.
-    ``losses`` counts the times its task was lost; ``last_error`` is the exception of its
-    last failed attempt (kept as the cause if the run times out before it finishes).
+    ``last_error`` is the exception of its last failed attempt (kept as the cause if the
+    run times out before it finishes).
     """
 
     index: int
@@ -32,7 +32,6 @@ class Item:
     attempts: int = 0
     group_limit: int = UNLIMITED
     suspect: bool = False
-    losses: int = 0
     last_error: BaseException | None = None
 
 

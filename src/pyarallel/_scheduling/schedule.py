@@ -161,6 +161,8 @@ class Schedule:
         """True if an item is waiting to start (reading one item from the input, if need
         be, to find out): a driver asks before preparing a start it may not need."""
         self._ready.extend(self._backoff.release(now))
+        if self._pacer is not None:
+            self._pacer.token_due = None  # no token is due while nothing may start
         return bool(self._suspects) or self._ensure_ready()
 
     def next_tasks(self, now: float) -> list[Task]:
@@ -168,6 +170,8 @@ class Schedule:
 
         Each item in them has drawn its rate-limit token and counts one more attempt."""
         self._ready.extend(self._backoff.release(now))
+        if self._pacer is not None:
+            self._pacer.token_due = None  # set again below if a draw is refused
         if self._suspects or self._isolating:
             return self._next_isolated_task(now)
         if self._pacer is not None:
@@ -345,21 +349,31 @@ class Schedule:
             started = 1
         running = None if started is None else started - 1  # the item that was running
         events: list[Event] = []
-        lost_again: list[Item] = []
+        suspects: list[Item] = []
+        given_back: list[Item] = []
         for position, item in enumerate(items):
             if position == running and (lost.crashed or task.isolated):
                 events.append(self._settle(item, False, _crash_error(item, lost), now))
             elif position == running or started is None or item.suspect:
-                item.attempts -= 1
-                item.suspect = True
-                self._suspects.append(item)
+                suspects.append(item)
             else:
-                lost_again.append(item)
-        self._barren_losses += 1
+                given_back.append(item)
+        if not events:
+            self._barren_losses += 1
         if self._barren_losses > MAX_BARREN_ROUNDS * self._max_in_flight:
-            events.extend(self._settle(item, False, _barren_error(item, lost), now) for item in lost_again)
-        else:
-            self._give_back(lost_again)
+            # Tasks keep being lost with nothing finishing: give up on their items. These
+            # failures are no progress, so the next lost task fails at once as well.
+            barren = self._barren_losses
+            events.extend(
+                self._settle(item, False, _barren_error(item, lost), now) for item in suspects + given_back
+            )
+            self._barren_losses = barren
+            return events
+        for item in suspects:
+            item.attempts -= 1
+            item.suspect = True
+        self._suspects.extend(suspects)
+        self._give_back(given_back)
         return events
 
     def _settle_block(self, task: Task, values: list[Any], failed: list[int], now: float) -> list[Event]:
