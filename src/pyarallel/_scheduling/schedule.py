@@ -35,6 +35,7 @@ from pyarallel._scheduling.events import Event, RetryEvent
 from pyarallel._scheduling.input_window import InputWindow
 from pyarallel._scheduling.items import Item, Task
 from pyarallel._scheduling.pacer import Pacer
+from pyarallel._scheduling.quarantine import Quarantine
 from pyarallel._scheduling.reclaim import Reclaimer
 from pyarallel._tasks import ChunkClaim
 from pyarallel.contracts import RateLimiter, RetryPolicy
@@ -99,11 +100,9 @@ class Schedule:
         self._pacer = Pacer(limiter) if limiter is not None else None
         self._retry = retry
         self._ready: deque[Item] = deque()  # admitted, waiting for a worker
-        self._suspects: deque[Item] = deque()  # lost with their worker: each runs alone
         self._backoff = Backoff()
+        self._quarantine = Quarantine(give_up_after=MAX_BARREN_ROUNDS * self._max_in_flight)
         self._running: set[Task] = set()  # tasks submitted and not finished
-        self._isolating = False  # a suspect is running with nothing else in flight
-        self._barren_losses = 0  # tasks lost since an item last finished
         self.done = 0  # items finished
         self.succeeded = 0
         self.retries = 0
@@ -133,7 +132,7 @@ class Schedule:
         return (
             self._input.has_room()
             and not self._ready
-            and not self._suspects
+            and not self._quarantine.active
             and len(self._running) < self._max_in_flight
         )
 
@@ -163,7 +162,7 @@ class Schedule:
         self._ready.extend(self._backoff.release(now))
         if self._pacer is not None:
             self._pacer.token_due = None  # no token is due while nothing may start
-        return bool(self._suspects) or self._ensure_ready()
+        return self._quarantine.has_suspects or self._ensure_ready()
 
     def next_tasks(self, now: float) -> list[Task]:
         """The tasks to submit now. Call again after any task finishes or at ``wake_at()``.
@@ -172,7 +171,7 @@ class Schedule:
         self._ready.extend(self._backoff.release(now))
         if self._pacer is not None:
             self._pacer.token_due = None  # set again below if a draw is refused
-        if self._suspects or self._isolating:
+        if self._quarantine.active:
             return self._next_isolated_task(now)
         if self._pacer is not None:
             return self._next_paced_tasks(now, self._pacer)
@@ -203,12 +202,12 @@ class Schedule:
 
     def _next_isolated_task(self, now: float) -> list[Task]:
         """A suspect runs alone: once every task in flight has finished, and only then."""
-        if self._running or not self._suspects:
+        if self._running or not self._quarantine.has_suspects:
             return []
         if self._pacer is not None and not self._pacer.draw(now):
             return []
-        task = Task.of([self._suspects.popleft()])
-        task.isolated = self._isolating = True
+        task = Task.of([self._quarantine.next_alone()])
+        task.isolated = self._quarantine.isolating = True
         self._start(task, now)
         return [task]
 
@@ -302,7 +301,7 @@ class Schedule:
         ran."""
         self._running.discard(task)
         if task.isolated:
-            self._isolating = False
+            self._quarantine.isolating = False
         reported = self._reclaimer.finished(task) if self._reclaimer is not None else 0
         if isinstance(values, BaseException):
             return self._fail_whole(task, values, now)
@@ -342,38 +341,24 @@ class Schedule:
         return []
 
     def _lose(self, task: Task, lost: TaskLostError, now: float) -> list[Event]:
-        """The worker running ``task`` went away (see ``TaskLostError``)."""
-        items = task.items()
-        started = lost.started
-        if started is None and len(items) == 1:
-            started = 1
-        running = None if started is None else started - 1  # the item that was running
+        """The worker running ``task`` went away (see ``TaskLostError``): the item that
+        crashed it fails, suspects wait to run alone, the rest run again, uncounted."""
+        items = self._quarantine.sort(task, lost)
         events: list[Event] = []
-        suspects: list[Item] = []
-        given_back: list[Item] = []
-        for position, item in enumerate(items):
-            if position == running and (lost.crashed or task.isolated):
-                events.append(self._settle(item, False, _crash_error(item, lost), now))
-            elif position == running or started is None or item.suspect:
-                suspects.append(item)
-            else:
-                given_back.append(item)
-        if not events:
-            self._barren_losses += 1
-        if self._barren_losses > MAX_BARREN_ROUNDS * self._max_in_flight:
+        if items.crashed is not None:
+            events.append(self._settle(items.crashed, False, _crash_error(items.crashed, lost), now))
+        else:
+            self._quarantine.lost_without_progress()
+        if self._quarantine.giving_up:
             # Tasks keep being lost with nothing finishing: give up on their items. These
             # failures are no progress, so the next lost task fails at once as well.
-            barren = self._barren_losses
             events.extend(
-                self._settle(item, False, _barren_error(item, lost), now) for item in suspects + given_back
+                self._settle(item, False, _barren_error(item, lost), now, progress=False)
+                for item in items.suspects + items.innocent
             )
-            self._barren_losses = barren
             return events
-        for item in suspects:
-            item.attempts -= 1
-            item.suspect = True
-        self._suspects.extend(suspects)
-        self._give_back(given_back)
+        self._quarantine.hold(items.suspects)
+        self._give_back(items.innocent)
         return events
 
     def _settle_block(self, task: Task, values: list[Any], failed: list[int], now: float) -> list[Event]:
@@ -399,11 +384,12 @@ class Schedule:
         self._input.finished(count)
         self.done += count
         self.succeeded += count
-        self._barren_losses = 0
+        self._quarantine.progress()
         return Successes(start, values)
 
-    def _settle(self, item: Item, ok: bool, value: Any, now: float) -> Event:
-        self._barren_losses = 0
+    def _settle(self, item: Item, ok: bool, value: Any, now: float, *, progress: bool = True) -> Event:
+        if progress:
+            self._quarantine.progress()
         if not ok:
             error: BaseException = value
             if isinstance(error, ItemError) and error.index is None:
@@ -441,7 +427,7 @@ class Schedule:
                 last_errors.update((item.index, item.last_error) for item in task.items())
             else:
                 last_errors.update(dict.fromkeys(task.indices()))
-        waiting = [*self._ready, *self._suspects, *self._backoff.drain()]
+        waiting = [*self._ready, *self._quarantine.drain(), *self._backoff.drain()]
         last_errors.update((item.index, item.last_error) for item in waiting)
         last_errors.update(dict.fromkeys(self._input.untaken()))
         results: list[ItemResult[Any]] = []
@@ -452,7 +438,6 @@ class Schedule:
         self.stop_claims()
         self._running.clear()
         self._ready.clear()
-        self._suspects.clear()
         self._input.close()
         self._input.open = 0
         self._input.seen = max(self._input.seen, self.total or 0)
