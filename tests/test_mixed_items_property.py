@@ -505,6 +505,17 @@ def test_user_thread_pool_mixed_items(
 @example(case_=with_culprit(100, 50, CRASHING, workers=2, api="iter"))
 @example(case_=case([FAST] * 30 + [CRASHING] + [SLOW] * 4 + [FAST] * 30 + [CRASHING], workers=2))
 @example(case_=case([FLAKY, CRASHING, FLAKY] + [FAST] * 40, workers=1))
+# Found in CI: a worker finished item 2, took item 5 and died on it while the pool was
+# already breaking because of item 0; item 2 was blamed for the death of its worker.
+@example(
+    case_=case(
+        [CRASHING, SLOW, FAST, BAD_ARG, UNRESTORABLE_RESULT, CRASHING],
+        0.03,
+        workers=3,
+        batch_size=7,
+        api="iter",
+    )
+)
 @given(case_=cases(PROCESS_KINDS, max_items=40, max_crashes=2))
 def test_process_executor_mixed_items(case_: Case, markers: Path) -> None:
     run_case(case_, PROCESS, markers)

@@ -153,8 +153,8 @@ def report(
     return values, failed, seconds
 
 
-def lost(started: int | None, *, crashed: bool = False) -> TaskLostError:
-    return TaskLostError("the worker went away", started=started, crashed=crashed)
+def lost(started: int | None, *, crashed: bool = False, finished: bool = False) -> TaskLostError:
+    return TaskLostError("the worker went away", started=started, crashed=crashed, finished=finished)
 
 
 class Driver:
@@ -763,6 +763,20 @@ def test_a_task_lost_before_it_started_gives_every_item_back() -> None:
     assert indices(rerun) == [1, 2, 3, 4]
     assert not rerun.isolated
     assert [item.attempts for item in rerun.items()] == [1, 1, 1, 1]
+
+
+def test_a_task_that_had_finished_when_it_was_lost_gives_every_item_back() -> None:
+    # Only its outcome was lost (its worker finished it, then died on another task): no
+    # item of it is in question, even the last one started.
+    driver = chunked(5)
+    (block,) = driver.start()
+    assert driver.finish(block, lost(started=4, finished=True)) == []
+    (rerun,) = driver.start()
+    assert indices(rerun) == [1, 2, 3, 4]
+    assert not rerun.isolated
+    assert [item.attempts for item in rerun.items()] == [1, 1, 1, 1]
+    driver.run_to_end()
+    assert driver.failed() == []
 
 
 def test_a_crash_reported_for_a_lone_item_with_no_progress_is_its_failure() -> None:

@@ -98,24 +98,29 @@ class TaskLostError(PyarallelError):
 
     ``started`` is how many of the task's items had started when it was lost (the last of
     them was running), ``0`` if it never started, or ``None`` if the backend cannot tell.
-    ``crashed`` is ``True`` when the backend knows that the running item killed its
-    worker: that item then fails with :class:`WorkerCrashedError`. Otherwise the running
-    item is a *suspect*: it runs again alone, with nothing else in flight, and fails with
-    :class:`WorkerCrashedError` only if it is lost again. Items that had not started, or
-    whose results were lost with the worker, run again without counting an attempt.
+    ``finished`` is ``True`` when the task had run all of them and only its outcome was
+    lost (no item was running). ``crashed`` is ``True`` when the backend knows that the
+    running item killed its worker: that item then fails with
+    :class:`WorkerCrashedError`. Otherwise the running item is a *suspect*: it runs again
+    alone, with nothing else in flight, and fails with :class:`WorkerCrashedError` only
+    if it is lost again. Items that had not started, or whose outcomes were lost with the
+    worker, run again without counting an attempt.
     """
 
-    def __init__(self, message: str, *, started: int | None, crashed: bool = False) -> None:
+    def __init__(
+        self, message: str, *, started: int | None, finished: bool = False, crashed: bool = False
+    ) -> None:
         super().__init__(message)
         self.started = started
+        self.finished = finished
         self.crashed = crashed
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_task_lost, (str(self), self.started, self.crashed))
+        return (_rebuild_task_lost, (str(self), self.started, self.finished, self.crashed))
 
 
-def _rebuild_task_lost(message: str, started: int | None, crashed: bool) -> TaskLostError:
-    return TaskLostError(message, started=started, crashed=crashed)
+def _rebuild_task_lost(message: str, started: int | None, finished: bool, crashed: bool) -> TaskLostError:
+    return TaskLostError(message, started=started, finished=finished, crashed=crashed)
 
 
 class IncompleteRunError(PyarallelError):

@@ -30,6 +30,8 @@ __all__ = ["FunctionRef", "SlotRef", "rendezvous", "run"]
 # itself (small functions) or the path of a file holding it (large ones: read once).
 FunctionRef = tuple[str, bytes | None, str | None]
 # A task's slot in its pool's shared memory: the file's path and the slot's first word.
+# The worker writes its pid there when it starts the task, the number of items started in
+# the next word before each item, and minus its pid once the task's outcome is ready.
 SlotRef = tuple[str, int]
 
 _function_key: str | None = None  # the latest run's function, kept while that run lasts
@@ -47,17 +49,18 @@ def run(function: FunctionRef, payloads: bytes, slot: SlotRef | None) -> bytes:
         args = cloudpickle.loads(payloads)
     except Exception as error:
         raise SerializationError(f"the task could not be unpickled in the worker: {error!r}") from error
-    token = None
-    if slot is not None:
-        view, first = _view(slot[0]), slot[1]
-        view[first] = os.getpid()
-        token = PROGRESS_SLOT.set((view, first + 1))
+    if slot is None:
+        return _dumps_outcome(fn(*args))
+    view, first = _view(slot[0]), slot[1]
+    view[first] = os.getpid()
+    token = PROGRESS_SLOT.set((view, first + 1))
     try:
         outcome = fn(*args)
     finally:
-        if token is not None:
-            PROGRESS_SLOT.reset(token)
-    return _dumps_outcome(outcome)
+        PROGRESS_SLOT.reset(token)
+    pickled = _dumps_outcome(outcome)
+    view[first] = -os.getpid()  # done: if this worker dies now, it is not this task's doing
+    return pickled
 
 
 def rendezvous(path: str, first: int, count: int, position: int, seconds: float) -> int:

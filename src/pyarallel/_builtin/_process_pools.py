@@ -48,8 +48,9 @@ def shared_memory_dir() -> str | None:
 class SlotFile:
     """A small file in shared memory that a pool's workers write and the backend reads.
 
-    It holds two 64-bit words per task slot (the pid of the worker running the task, and
-    how many of its items have started) followed by ``extra`` words for rendezvous.
+    It holds two 64-bit words per task slot (the pid of the worker running the task, or
+    minus that pid once the task is done, and how many of its items have started)
+    followed by ``extra`` words for rendezvous.
     """
 
     def __init__(self, slots: int, extra: int) -> None:
@@ -84,7 +85,8 @@ class SlotFile:
         return 2 * slot
 
     def read(self, slot: int) -> tuple[int, int]:
-        """``(pid, items started)`` as the worker last wrote them."""
+        """``(pid, items started)`` as the worker last wrote them (a negative pid: the
+        task is done)."""
         if self._view is None:
             return 0, 0
         return self._view[2 * slot], self._view[2 * slot + 1]

@@ -217,25 +217,28 @@ class ProcessBackend:
         crashed it; every other task is lost and runs again (call with the lock held)."""
         pool.broken = True
         tasks = [first, *(task for task in self._tasks.values() if task.pool is pool)]
-        readings = {task: self._reading(task) for task in tasks}
-        for task, (started, alive) in readings.items():
-            crashed = bool(started) and alive is False
+        for task in tasks:
+            started, finished, alive = self._reading(task)
+            crashed = bool(started) and not finished and alive is False
             if crashed:
                 message = _CRASHED
-            elif started != 0 and alive is None:
+            elif started != 0 and not finished and alive is None:
                 message = "a worker process died while it ran, and which one could not be told"
             else:
                 message = "another worker process of its pool died, so the pool was replaced"
-            task.lost = TaskLostError(message, started=started, crashed=crashed)
+            task.lost = TaskLostError(message, started=started, finished=finished, crashed=crashed)
             task.lost.__cause__ = cause
 
-    def _reading(self, task: _Task) -> tuple[int | None, bool | None]:
-        """How many of ``task``'s items had started (None: not tracked), and whether the
-        worker running it is alive (None: not known)."""
+    def _reading(self, task: _Task) -> tuple[int | None, bool, bool | None]:
+        """How many of ``task``'s items had started (None: not tracked), whether it was
+        done (its outcome lost in transit), and whether the worker running it is alive
+        (None: not known)."""
         if task.slot is None:
-            return None, None
+            return None, False, None
         pid, started = task.pool.slots.read(task.slot)
-        return started, (process_alive(pid) if started > 0 else None)
+        if pid < 0:
+            return started, True, None
+        return started, False, (process_alive(pid) if started > 0 else None)
 
 
 _CRASHED = "the worker process running it died (os._exit, a signal such as a segfault, or the OOM killer)"

@@ -52,7 +52,9 @@ class Quarantine:
         """Sort the items of ``task``, which ``lost`` reports lost."""
         items = task.items()
         started = lost.started
-        if started is None and len(items) == 1:
+        if lost.finished:
+            started = 0  # nothing was running: every item is innocent
+        elif started is None and len(items) == 1:
             started = 1
         running = None if started is None else started - 1  # the item that was running
         sorted_items = LostItems()
