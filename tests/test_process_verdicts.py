@@ -95,4 +95,4 @@ def test_without_knowing_who_died_the_running_items_are_only_suspects(
     running = _task(backend, _dead_pid(), started=2)
     finished = _task(backend, os.getpid(), started=4, done=True)
     verdicts = _judge(backend, running, finished)
-    assert [(v.started, v.finished, v.crashed) for v in verdicts] == [(2, False, False), (4, True, False)]
+    assert [(v.started, v.finished, v.crashed) for v in verdicts] == [(2, False, None), (4, True, False)]

@@ -153,7 +153,7 @@ def report(
     return values, failed, seconds
 
 
-def lost(started: int | None, *, crashed: bool = False, finished: bool = False) -> TaskLostError:
+def lost(started: int | None, *, crashed: bool | None = None, finished: bool = False) -> TaskLostError:
     return TaskLostError("the worker went away", started=started, crashed=crashed, finished=finished)
 
 
@@ -759,6 +759,18 @@ def test_a_task_lost_before_it_started_gives_every_item_back() -> None:
     driver = chunked(5)
     (block,) = driver.start()
     assert driver.finish(block, lost(started=0)) == []
+    (rerun,) = driver.start()
+    assert indices(rerun) == [1, 2, 3, 4]
+    assert not rerun.isolated
+    assert [item.attempts for item in rerun.items()] == [1, 1, 1, 1]
+
+
+def test_an_item_known_not_to_have_crashed_its_worker_reruns_with_the_others() -> None:
+    # crashed=False: the item was running, but its worker was alive when the pool went down
+    # (another worker died): it is no suspect, and runs again like the others, uncounted.
+    driver = chunked(5)
+    (block,) = driver.start()
+    assert driver.finish(block, lost(started=2, crashed=False)) == []
     (rerun,) = driver.start()
     assert indices(rerun) == [1, 2, 3, 4]
     assert not rerun.isolated
@@ -1421,7 +1433,7 @@ def test_random_scripts_finish_every_item_once_with_its_own_outcome(data: st.Dat
             return error
         if kind == "lost":
             started = data.draw(st.none() | st.integers(0, size), label="started")
-            return lost(started, crashed=data.draw(st.booleans(), label="crashed"))
+            return lost(started, crashed=data.draw(st.sampled_from([True, False, None]), label="crashed"))
         return flaky_report(task, seconds)
 
     def flaky_report(task: Task, seconds: float) -> Report:

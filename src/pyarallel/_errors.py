@@ -99,16 +99,17 @@ class TaskLostError(PyarallelError):
     ``started`` is how many of the task's items had started when it was lost (the last of
     them was running), ``0`` if it never started, or ``None`` if the backend cannot tell.
     ``finished`` is ``True`` when the task had run all of them and only its outcome was
-    lost (no item was running). ``crashed`` is ``True`` when the backend knows that the
-    running item killed its worker: that item then fails with
-    :class:`WorkerCrashedError`. Otherwise the running item is a *suspect*: it runs again
+    lost (no item was running). ``crashed`` says what the backend knows of the running
+    item: ``True``, it killed its worker (it then fails with :class:`WorkerCrashedError`);
+    ``False``, it did not (its worker was alive when the pool went down: it runs again,
+    uncounted); ``None``, the backend cannot tell: the item is a *suspect*, runs again
     alone, with nothing else in flight, and fails with :class:`WorkerCrashedError` only
     if it is lost again. Items that had not started, or whose outcomes were lost with the
     worker, run again without counting an attempt.
     """
 
     def __init__(
-        self, message: str, *, started: int | None, finished: bool = False, crashed: bool = False
+        self, message: str, *, started: int | None, finished: bool = False, crashed: bool | None = None
     ) -> None:
         super().__init__(message)
         self.started = started
@@ -119,7 +120,9 @@ class TaskLostError(PyarallelError):
         return (_rebuild_task_lost, (str(self), self.started, self.finished, self.crashed))
 
 
-def _rebuild_task_lost(message: str, started: int | None, finished: bool, crashed: bool) -> TaskLostError:
+def _rebuild_task_lost(
+    message: str, started: int | None, finished: bool, crashed: bool | None
+) -> TaskLostError:
     return TaskLostError(message, started=started, finished=finished, crashed=crashed)
 
 

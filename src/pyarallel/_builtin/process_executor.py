@@ -12,9 +12,9 @@
   flight on the pool. Each worker records in shared memory which item it is running, so
   the backend knows which item was running in which worker; on Linux it also sees which
   worker died. That item is reported as crashed (``WorkerCrashedError``); the other tasks
-  are reported lost (``TaskLostError``) and run again on a fresh pool, their attempts
-  uncounted. Where the dead worker cannot be told (outside Linux), the items that were
-  running are reported as suspects and the scheduler runs each alone to find out.
+  are reported lost (``TaskLostError``, innocent) and run again on a fresh pool, their
+  attempts uncounted. Where the dead worker cannot be told (outside Linux), the items that
+  were running are reported as suspects and the scheduler runs each alone to find out.
 - Under a rate limit, the scheduler asks ``until_ready()`` before drawing a token: a cold
   or replaced pool first runs a rendezvous of one task per worker, so that a call starts
   when its token is drawn, not when a worker finally comes up.
@@ -219,10 +219,11 @@ class ProcessBackend:
         tasks = [first, *(task for task in self._tasks.values() if task.pool is pool)]
         for task in tasks:
             started, finished, alive = self._reading(task)
-            crashed = bool(started) and not finished and alive is False
+            running = started != 0 and not finished
+            crashed = None if alive is None and running else running and alive is False
             if crashed:
                 message = _CRASHED
-            elif started != 0 and not finished and alive is None:
+            elif crashed is None:
                 message = "a worker process died while it ran, and which one could not be told"
             else:
                 message = "another worker process of its pool died, so the pool was replaced"

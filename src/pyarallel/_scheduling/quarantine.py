@@ -59,9 +59,9 @@ class Quarantine:
         running = None if started is None else started - 1  # the item that was running
         sorted_items = LostItems()
         for position, item in enumerate(items):
-            if position == running and (lost.crashed or task.isolated):
+            if position == running and (lost.crashed or (task.isolated and lost.crashed is None)):
                 sorted_items.crashed = item
-            elif position == running or started is None or item.suspect:
+            elif (position == running and lost.crashed is None) or started is None or item.suspect:
                 sorted_items.suspects.append(item)
             else:
                 sorted_items.innocent.append(item)
