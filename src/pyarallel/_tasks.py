@@ -90,88 +90,73 @@ def run_task(
     if slot is not None:
         PROGRESS_SLOT.set(None)  # not for the runs fn itself may start
     # With a claim, the report is shared so the scheduler can settle items while we run.
-    report = _Report([], []) if claim is None else _Report(claim.values, claim.failed)
-    runner = _ItemRunner(fn, star, report, os.getpid() != origin_pid, slot)
+    values: list[Any] = [] if claim is None else claim.values
+    failed: list[int] = [] if claim is None else claim.failed
     if claim is not None:
-        runner.run(_claimed(payloads, claim))
+        _run_items(fn, star, _claimed(payloads, claim), values, failed, origin_pid, slot)
     elif budget is None or len(payloads) < 2:
-        runner.run(payloads)
+        _run_items(fn, star, payloads, values, failed, origin_pid, slot)
     else:
-        _run_within(runner, payloads, started + budget)
-    return report.values, report.failed, time.perf_counter() - started
+        stop_at, clock = started + budget, time.perf_counter
+        for batch in _batches(payloads, clock):
+            _run_items(fn, star, batch, values, failed, origin_pid, slot)
+            if clock() >= stop_at:
+                break
+    return values, failed, time.perf_counter() - started
 
 
-class _Report:
-    __slots__ = ("failed", "values")
-
-    def __init__(self, values: list[Any], failed: list[int]) -> None:
-        self.values = values
-        self.failed = failed
-
-
-class _ItemRunner:
-    """Runs items one after the other into a report, recording each start in the
-    progress slot when there is one."""
-
-    __slots__ = ("_fn", "_remote", "_report", "_star", "_view", "_word")
-
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        star: bool,
-        report: _Report,
-        remote: bool,
-        slot: tuple[memoryview, int] | None,
-    ) -> None:
-        self._fn, self._star, self._report, self._remote = fn, star, report, remote
-        self._view: memoryview | None = None if slot is None else slot[0]
-        self._word = 0 if slot is None else slot[1]
-
-    def run(self, payloads: Iterable[Any]) -> None:
-        fn, star, view, word = self._fn, self._star, self._view, self._word
-        values = self._report.values
-        append = values.append
-        if view is None:
-            for payload in payloads:
-                try:
-                    value = fn(*payload) if star else fn(payload)
-                except BaseException as error:  # SystemExit, KeyboardInterrupt too: they fail this item only
-                    self._fail(error)
-                else:
-                    append(value)
-            return
-        for started, payload in enumerate(payloads, len(values) + 1):
-            view[word] = started  # this many items have started
+def _run_items(  # noqa: PLR0917 - the hot loop: no object per task
+    fn: Callable[..., Any],
+    star: bool,
+    payloads: Iterable[Any],
+    values: list[Any],
+    failed: list[int],
+    origin_pid: int,
+    slot: tuple[memoryview, int] | None,
+) -> None:
+    """Run ``payloads`` one after the other, appending each outcome to ``values`` (and the
+    position of each exception to ``failed``); record each start in ``slot`` if given."""
+    append = values.append
+    if slot is None:
+        for payload in payloads:
             try:
                 value = fn(*payload) if star else fn(payload)
-            except BaseException as error:
-                self._fail(error)
+            except BaseException as error:  # SystemExit, KeyboardInterrupt too: they fail this item only
+                failed.append(len(values))
+                append(_sendable(error, origin_pid))
             else:
                 append(value)
+        return
+    view, word = slot
+    for started, payload in enumerate(payloads, len(values) + 1):
+        view[word] = started  # this many items have started
+        try:
+            value = fn(*payload) if star else fn(payload)
+        except BaseException as error:
+            failed.append(len(values))
+            append(_sendable(error, origin_pid))
+        else:
+            append(value)
 
-    def _fail(self, error: BaseException) -> None:
-        values = self._report.values
-        self._report.failed.append(len(values))
-        values.append(_with_remote_traceback(error) if self._remote else error)
+
+def _sendable(error: BaseException, origin_pid: int) -> Any:
+    """``error``, with its traceback as text when it must travel to another process."""
+    return _with_remote_traceback(error) if os.getpid() != origin_pid else error
 
 
 BATCH_SECONDS = 0.002  # how often a task with a budget reads the clock, at most
 MAX_BATCH = 1024
 
 
-def _run_within(runner: _ItemRunner, payloads: Sequence[Any], stop_at: float) -> None:
-    """Run ``payloads`` in batches, reading the clock between them, and stop once it
-    reads ``stop_at`` or later. Batches double from one item, up to about
-    ``BATCH_SECONDS`` of work each by the time per item measured so far."""
-    clock = time.perf_counter
+def _batches(payloads: Sequence[Any], clock: Callable[[], float]) -> Iterator[Sequence[Any]]:
+    """``payloads`` in batches that double from one item up to about ``BATCH_SECONDS``
+    of work each (by the time per item measured so far), so that the caller can read
+    the clock between them without reading it for every item."""
     start, size, began = 0, 1, clock()
     while start < len(payloads):
-        runner.run(payloads[start : start + size])
+        yield payloads[start : start + size]
         start += size
-        now = clock()
-        if now >= stop_at:
-            return
-        per_item = (now - began) / start
+        per_item = (clock() - began) / start
         size = max(1, min(2 * size, MAX_BATCH, int(BATCH_SECONDS / max(per_item, 1e-9))))
 
 

@@ -36,9 +36,12 @@ class InputWindow:
 
     ``window`` bounds how many items are *open* (taken and not finished) at once
     (``None``: no bound). Reading stops at ``deadline`` (by ``clock``): once it has passed
-    nothing more is read. A block of several items from an iterator that may block (a
-    generator, a file, a socket) is read for at most ``read_seconds``, so a slow input
-    never holds the scheduler away from the workers for long.
+    nothing more is read, and with a deadline a block of several items from an iterator
+    that may block (a generator, a file, a socket) is read looking at the clock after each
+    item. Such a block is also read for at most ``read_seconds``, so a slow input never
+    holds the scheduler away from the workers for long; without a deadline, the clock is
+    looked at only once reads have proved slow (from how long the last read took per
+    item), so a quick generator is read in one go.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class InputWindow:
         self._deadline = deadline
         self._read_seconds = read_seconds
         self._fast = type(source) in _FAST_ITERATORS
+        self._seconds_per_read = 0.0  # how long one item took to read, lately
         self.seen = 0  # items taken from the input
         self.open = 0  # items taken and not finished
         self.exhausted = False
@@ -69,19 +73,22 @@ class InputWindow:
     def take(self, size: int) -> Task | None:
         """A block of up to ``size`` fresh items, or None when there is nothing to take
         (no input of its own, exhausted, the window full, or the deadline passed)."""
-        source = self._source
-        if source is None or not self.has_room():
+        source, window = self._source, self._window
+        if source is None or self.exhausted:
             return None
+        if window is not None:
+            size = min(size, window - self.open)
+            if size <= 0:
+                return None
         if self._deadline is not None and self._clock() >= self._deadline:
             return None
-        if self._window is not None:
-            size = min(size, self._window - self.open)
         payloads = self._read(source, size)
         if not payloads:
             return None
         task = Task(payloads, start=self.seen)
-        self.seen += len(payloads)
-        self.open += len(payloads)
+        count = len(payloads)
+        self.seen += count
+        self.open += count
         return task
 
     def admit(self, payload: Any) -> Item:
@@ -111,20 +118,35 @@ class InputWindow:
         return range(self.seen, self.total) if self.total is not None else range(0)
 
     def _read(self, source: Iterator[Any], size: int) -> list[Any]:
-        if size == 1 or self._fast:
+        if self._fast:
             payloads = list(islice(source, size))
-            if len(payloads) < size:
-                self.exhausted = True
-            return payloads
+        else:
+            clock = self._clock
+            began = clock()
+            if size == 1 or (self._deadline is None and self._seconds_per_read * size <= self._read_seconds):
+                payloads = list(islice(source, size))  # reads have been quick
+            else:
+                return self._read_watching_the_clock(source, size, began)
+            if payloads:
+                self._seconds_per_read = (clock() - began) / len(payloads)
+        if len(payloads) < size:
+            self.exhausted = True
+        return payloads
+
+    def _read_watching_the_clock(self, source: Iterator[Any], size: int, began: float) -> list[Any]:
+        """Read up to ``size`` items, stopping after ``read_seconds`` or at the deadline."""
         clock = self._clock
-        stop_at = clock() + self._read_seconds
+        stop_at = began + self._read_seconds
         if self._deadline is not None:
             stop_at = min(stop_at, self._deadline)
-        payloads = []
+        payloads: list[Any] = []
         append = payloads.append
         for payload in source:
             append(payload)
             if len(payloads) >= size or clock() >= stop_at:
-                return payloads
-        self.exhausted = True
+                break
+        else:
+            self.exhausted = True
+        if payloads:
+            self._seconds_per_read = (clock() - began) / len(payloads)
         return payloads
