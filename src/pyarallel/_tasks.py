@@ -149,15 +149,15 @@ MAX_BATCH = 1024
 
 
 def _batches(payloads: Sequence[Any], clock: Callable[[], float]) -> Iterator[Sequence[Any]]:
-    """``payloads`` in batches that double from one item up to about ``BATCH_SECONDS``
-    of work each (by the time per item measured so far), so that the caller can read
-    the clock between them without reading it for every item."""
+    """``payloads`` in batches of about ``BATCH_SECONDS`` of work each (by the time per item
+    measured so far; the first batch is one item), so that the caller can read the clock
+    between them without reading it for every item."""
     start, size, began = 0, 1, clock()
     while start < len(payloads):
         yield payloads[start : start + size]
         start += size
         per_item = (clock() - began) / start
-        size = max(1, min(2 * size, MAX_BATCH, int(BATCH_SECONDS / max(per_item, 1e-9))))
+        size = max(1, min(MAX_BATCH, int(BATCH_SECONDS / max(per_item, 1e-9))))
 
 
 class ChunkClaim:
