@@ -755,38 +755,26 @@ def test_a_crash_fails_only_the_running_item_and_the_rest_rerun_uncounted() -> N
     assert driver.schedule.finished
 
 
-def test_a_task_lost_before_it_started_gives_every_item_back() -> None:
+@pytest.mark.parametrize(
+    "report",
+    [
+        pytest.param(lost(started=0), id="never-started"),
+        # The item was running, but its worker was alive when the pool went down (another
+        # worker died): it is no suspect.
+        pytest.param(lost(started=2, crashed=False), id="running-but-innocent"),
+        # Only its outcome was lost (its worker finished it, then died on another task):
+        # no item of it is in question, even the last one started.
+        pytest.param(lost(started=4, finished=True), id="finished"),
+    ],
+)
+def test_a_lost_task_with_no_item_in_question_gives_every_item_back(report: TaskLostError) -> None:
     driver = chunked(5)
     (block,) = driver.start()
-    assert driver.finish(block, lost(started=0)) == []
+    assert driver.finish(block, report) == []
     (rerun,) = driver.start()
     assert indices(rerun) == [1, 2, 3, 4]
     assert not rerun.isolated
-    assert [item.attempts for item in rerun.items()] == [1, 1, 1, 1]
-
-
-def test_an_item_known_not_to_have_crashed_its_worker_reruns_with_the_others() -> None:
-    # crashed=False: the item was running, but its worker was alive when the pool went down
-    # (another worker died): it is no suspect, and runs again like the others, uncounted.
-    driver = chunked(5)
-    (block,) = driver.start()
-    assert driver.finish(block, lost(started=2, crashed=False)) == []
-    (rerun,) = driver.start()
-    assert indices(rerun) == [1, 2, 3, 4]
-    assert not rerun.isolated
-    assert [item.attempts for item in rerun.items()] == [1, 1, 1, 1]
-
-
-def test_a_task_that_had_finished_when_it_was_lost_gives_every_item_back() -> None:
-    # Only its outcome was lost (its worker finished it, then died on another task): no
-    # item of it is in question, even the last one started.
-    driver = chunked(5)
-    (block,) = driver.start()
-    assert driver.finish(block, lost(started=4, finished=True)) == []
-    (rerun,) = driver.start()
-    assert indices(rerun) == [1, 2, 3, 4]
-    assert not rerun.isolated
-    assert [item.attempts for item in rerun.items()] == [1, 1, 1, 1]
+    assert [item.attempts for item in rerun.items()] == [1, 1, 1, 1]  # the lost attempt uncounted
     driver.run_to_end()
     assert driver.failed() == []
 
