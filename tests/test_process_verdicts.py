@@ -96,3 +96,31 @@ def test_without_knowing_who_died_the_running_items_are_only_suspects(
     finished = _task(backend, os.getpid(), started=4, done=True)
     verdicts = _judge(backend, running, finished)
     assert [(v.started, v.finished, v.crashed) for v in verdicts] == [(2, False, None), (4, True, False)]
+
+
+def _exit_at(culprits: frozenset[int], x: int) -> int:
+    if x in culprits:
+        os._exit(1)
+    return x
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("count", [12, 400])
+def test_real_crashes_without_knowing_who_died_still_fail_only_the_culprits(
+    monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    # As outside Linux: every item running at a crash becomes a suspect and runs alone,
+    # until the culprit kills its worker again. Real workers, real crashes; the 400 fast
+    # items put the culprits inside groups.
+    from functools import partial
+
+    from pyarallel import WorkerCrashedError, parallel_map
+
+    monkeypatch.setattr(process_executor, "process_alive", lambda pid: None)
+    culprits = frozenset({count // 3, 2 * count // 3})
+    result = parallel_map(
+        partial(_exit_at, culprits), range(count), executor="process", workers=2, timeout=90
+    )
+    assert [index for index, _ in result.failures()] == sorted(culprits)
+    assert all(isinstance(error, WorkerCrashedError) for _, error in result.failures())
+    assert [index for index, _ in result.successes()] == [i for i in range(count) if i not in culprits]

@@ -346,7 +346,8 @@ class Schedule:
         items = self._quarantine.sort(task, lost)
         events: list[Event] = []
         if items.crashed is not None:
-            events.append(self._settle(items.crashed, False, _crash_error(items.crashed, lost), now))
+            error = _crash_error(items.crashed, lost, alone=task.isolated and not lost.crashed)
+            events.append(self._settle(items.crashed, False, error, now))
         else:
             self._quarantine.lost_without_progress()
         if self._quarantine.giving_up:
@@ -446,8 +447,9 @@ class Schedule:
         return results
 
 
-def _crash_error(item: Item, lost: TaskLostError) -> WorkerCrashedError:
-    error = WorkerCrashedError(str(lost), index=item.index)
+def _crash_error(item: Item, lost: TaskLostError, *, alone: bool) -> WorkerCrashedError:
+    message = f"its worker died again while it ran alone, so it is the cause ({lost})" if alone else str(lost)
+    error = WorkerCrashedError(message, index=item.index)
     error.__cause__ = lost.__cause__
     return error
 
