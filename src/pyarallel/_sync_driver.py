@@ -27,8 +27,6 @@ from pyarallel.contracts import Backend
 
 __all__ = ["execute", "settle"]
 
-_TaskFuture = Future[Any]
-
 
 def execute(plan: RunPlan) -> Iterator[ItemResult[Any]]:
     """Run ``plan``; yield every item's final result exactly once, in completion order."""
@@ -142,8 +140,8 @@ SPIN_SECONDS = 0.0001  # how long before it to stop yielding to other threads be
 
 
 def _next_completion(
-    completed: SimpleQueue[_TaskFuture], held: deque[_TaskFuture], run: Run
-) -> _TaskFuture | None:
+    completed: SimpleQueue[Future[Any]], held: deque[Future[Any]], run: Run
+) -> Future[Any] | None:
     """The next finished task, or None once it is time to act without one.
 
     When a rate-limit token is next, sleep until just before it and poll for the rest:
@@ -170,14 +168,14 @@ def _next_completion(
     return None
 
 
-def _finished_now(completed: SimpleQueue[_TaskFuture]) -> _TaskFuture | None:
+def _finished_now(completed: SimpleQueue[Future[Any]]) -> Future[Any] | None:
     try:
         return completed.get_nowait()
     except Empty:
         return None
 
 
-def _report(future: _TaskFuture) -> tuple[list[Any] | BaseException, list[int], float | None]:
+def _report(future: Future[Any]) -> tuple[list[Any] | BaseException, list[int], float | None]:
     """The task's report (see ``TaskReport``), or the exception that failed it whole."""
     if future.cancelled():
         return CancelledError("the task was cancelled by its executor"), [], None

@@ -227,11 +227,6 @@ class _Pools:
         """``pool`` is done with: shut it down (``kill``: stop what is running, at once)."""
         pool.shutdown(kill=kill)
 
-    def idle_workers(self) -> int:
-        """How many worker processes the idle pools hold."""
-        with self._changed:
-            return sum(pool.workers for pool, _ in self._idle)
-
     def shutdown_all(self) -> None:
         """Shut every idle pool down (at exit)."""
         with self._changed:
