@@ -1,20 +1,72 @@
 """The hook specifications: every point where a plugin can change what pyarallel does.
 
-A plugin is any object or module with functions decorated ``@pyarallel.hookimpl`` and
-named after a hook below. pyarallel's own thread and process executors, its token-bucket
-rate limiter and its exponential-backoff retry policy are plugins registered through these
-same hooks (see ``pyarallel/_builtin/``), so a third-party plugin can add to them or
-replace them. Plugins are found through the ``pyarallel`` entry-point group, or registered
-at run time with :func:`pyarallel.register_plugin`.
+pyarallel's own thread and process executors, its token-bucket rate limiter and its
+exponential-backoff retry policy are plugins registered through these same hooks (see
+``pyarallel/_builtin/``), so a third-party plugin can add to them or replace them. The
+objects a factory hook returns must satisfy the protocols in :mod:`pyarallel.contracts`.
 
-Factory hooks (``firstresult``) are asked in turn, most recently registered plugin first,
-and the first answer that is not ``None`` wins; answer ``None`` for specs you do not
-handle. They are called once per run, never per item.
+Rules for plugin authors
+========================
 
-Observer hooks are told what happens; their return values are ignored. When no plugin
-implements an observer hook, pyarallel does not call it at all, so observing costs
-nothing unless somebody listens. Observer hooks are called from the scheduler's thread
-(or event loop) and should return quickly.
+Every rule below is enforced or relied on by pyarallel; a plugin that breaks one either
+is refused when it is registered or misbehaves at run time.
+
+**What a plugin is.** Any module, class or instance with functions decorated
+``@pyarallel.hookimpl`` (this module's ``hookimpl``). Only decorated functions are hook
+implementations: an undecorated function is ignored, even one named like a hook.
+
+**Hook names are checked.** Each ``@hookimpl`` function must be named after a hook below
+(or name one with ``@hookimpl(specname=...)``). A plugin with a ``@hookimpl`` function
+that matches no hook (``pyarallel_item_reslt``) is refused at registration:
+:func:`pyarallel.register_plugin` unregisters it again and raises
+``pyarallel._plugins.UnknownHookError`` (a ``pluggy.PluginValidationError``) naming the
+plugin and the hook and suggesting the closest hook name. ``@hookimpl(optionalhook=True)``
+exempts a function, for hooks that another plugin adds with ``add_hookspecs``.
+
+**Arguments are passed by keyword.** A hook implementation's parameters must be named
+exactly like the hook's; it may accept any subset of them (so a hook can gain arguments
+without breaking it). A parameter the hook does not have is refused at registration with
+``pluggy.PluginValidationError``.
+
+**Order.** Implementations are asked most recently registered first: run-time
+registrations before installed plugins, installed plugins before the built-ins.
+``@hookimpl(tryfirst=True)`` and ``@hookimpl(trylast=True)`` override that order.
+
+**Factory hooks** (``pyarallel_executor``, ``pyarallel_rate_limiter``,
+``pyarallel_retry_policy``) are ``firstresult``: the first answer that is not ``None``
+wins and the remaining implementations are not asked. Answer ``None`` for every value you
+do not handle, never raise for it: an exception propagates to the user's call (before
+any work starts) and no other plugin is asked. Each is asked at most once per call of
+``parallel_map`` & co. (only when its option is given), never per item; the rate-limiter
+and retry-policy hooks, and the executor hook for an executor object, are also asked
+when ``@parallel`` or ``@async_parallel`` validates its default options.
+
+**Executor names.** An executor plugin whose ``pyarallel_executor`` accepts names (strings)
+must list them in ``pyarallel_executor_names``. A string ``executor=`` that no plugin
+lists is refused with ``ValueError`` while the options are validated, before any work
+starts, with a message listing the known names; ``pyarallel_executor`` is then never
+asked for it.
+
+**Observer hooks** (``pyarallel_run_start``, ``pyarallel_item_retry``,
+``pyarallel_item_result``, ``pyarallel_run_end``) are told what happens; every
+implementation is called and return values are ignored. They are called in the thread
+driving the run (the one that called ``parallel_map`` or iterates ``parallel_iter``; for
+the async API, the event loop's thread), and the run waits for them: return quickly. They
+must not raise: an exception propagates to the user's call and the remaining
+implementations of that call are skipped (see each hook for what happens to the run).
+When no plugin implements an observer hook, pyarallel does not call it at all; which
+observer hooks have implementations is looked up once when a run starts.
+
+**Threads.** Several runs may proceed at once in different threads (or event loops), so
+every hook may be called from several threads at the same time; a plugin that keeps state
+across calls must protect it.
+
+**Registration.** Plugins are found through the ``pyarallel`` entry-point group (registered
+under the entry point's name when the plugin manager is built, on first use), or
+registered at run time with :func:`pyarallel.register_plugin`. An entry point that
+cannot be imported or registered (an import error, an unknown hook, a bad signature) is
+skipped with a ``pyarallel._plugins.PluginLoadWarning`` naming it and its distribution,
+and listed by ``pyarallel._plugins.plugin_load_errors()``; pyarallel keeps working.
 """
 
 from __future__ import annotations
@@ -36,22 +88,48 @@ hookimpl = pluggy.HookimplMarker("pyarallel")
 def pyarallel_executor(executor: object, workers: int | None, total: int | None) -> Backend | None:
     """Build the backend that runs one call's tasks.
 
-    Called once at the start of each run with the ``executor=`` argument exactly as the
-    user gave it: a name such as ``"thread"`` or ``"process"``, or an object such as a
-    ``concurrent.futures.Executor`` or a cluster client. ``workers`` is the user's worker
-    count (``None``: the backend chooses). ``total`` is the number of input items when it
-    is known up front (else ``None``): a backend need not start more workers than that.
-    Return a :class:`~pyarallel.contracts.Backend` if this plugin handles ``executor``,
-    else ``None``.
+    :param executor: The ``executor=`` argument exactly as the user gave it: a name such
+        as ``"thread"`` or ``"process"``, or an object such as a
+        ``concurrent.futures.Executor`` or a cluster client.
+    :param workers: The user's worker count, or ``None``: the backend chooses.
+    :param total: The number of input items when it is known up front, else ``None``; a
+        backend need not start more workers than that.
+    :returns: A new :class:`~pyarallel.contracts.Backend` for this one run if this plugin
+        handles ``executor``, else ``None``. If no plugin answers, the user gets
+        ``TypeError``.
+
+    When: once per run. For a **name**, when the run starts (for ``parallel_iter``, at the
+    first ``next()``), and only for names some ``pyarallel_executor_names`` lists (a name
+    this plugin accepts but does not list never reaches it). For an **object**, while the
+    options are validated, before the input is read; the backend built then is the one the
+    run uses. When ``@parallel(executor=obj)`` validates its defaults, a backend is built
+    and closed at once with ``close(abort=False)``: build backends cheaply and start
+    resources lazily. The async API has no executor and never calls this hook.
+
+    Thread: the thread that calls ``parallel_map`` & co. (or applies ``@parallel``), or,
+    for a name under ``parallel_iter``, the one that first iterates it. The backend is
+    then used from the thread driving the run; its ``close`` is called once when the run
+    ends, however it ends.
     """
 
 
 @hookspec
 def pyarallel_executor_names() -> Sequence[str]:
-    """Return the executor names this plugin's ``pyarallel_executor`` accepts.
+    """List the executor names this plugin's ``pyarallel_executor`` accepts.
 
-    Used to list plugins (:func:`pyarallel.list_plugins`) and to tell a user who asks for
-    an unknown name which names exist. Called when the plugin list changes, not per run.
+    :returns: The names (strings), or an empty sequence. Every implementation is called
+        (this is not a ``firstresult`` hook) and the answers are combined.
+
+    A string ``executor=`` that no implementation lists is refused with ``ValueError``
+    during validation, before any work starts, even if some ``pyarallel_executor`` would
+    accept it: **a plugin that accepts names must implement both hooks.** The names also
+    appear in :func:`pyarallel.list_plugins` and in the error message for an unknown
+    name.
+
+    When: the answers are cached, and implementations are called again only when the set
+    of registered implementations of this hook changes, so the answer must not change
+    while the plugin is registered. Thread: whichever thread validates a call with a
+    string ``executor=``, lists the plugins, or builds such an error message.
     """
     return ()
 
@@ -60,10 +138,17 @@ def pyarallel_executor_names() -> Sequence[str]:
 def pyarallel_rate_limiter(rate_limit: object) -> RateLimiter | None:
     """Build the rate limiter that paces one call, from the ``rate_limit=`` argument.
 
-    Called once per run when ``rate_limit`` is not ``None``; a number has already been
-    turned into a :class:`~pyarallel.RateLimit` (calls per second). Return a
-    :class:`~pyarallel.contracts.RateLimiter` if this plugin understands ``rate_limit``.
-    Returning the same limiter object for several runs makes them share one budget.
+    :param rate_limit: The ``rate_limit=`` argument; a number has already been turned into
+        a :class:`~pyarallel.RateLimit` (calls per second). Never ``None``.
+    :returns: A :class:`~pyarallel.contracts.RateLimiter` if this plugin understands
+        ``rate_limit``, else ``None``. If no plugin answers, the user gets ``TypeError``.
+        Returning the same limiter object for several calls makes them share one budget,
+        so a limiter must be safe to use from several threads at once.
+
+    When: once per call whose ``rate_limit`` is not ``None``, while its options are
+    validated (before any work starts), and once when a decorator validates its defaults.
+    Thread: the thread that makes the call or applies the decorator (for the async API,
+    the one running the event loop, or the one calling ``async_parallel_iter``).
     """
 
 
@@ -71,9 +156,15 @@ def pyarallel_rate_limiter(rate_limit: object) -> RateLimiter | None:
 def pyarallel_retry_policy(retry: object) -> RetryPolicy | None:
     """Build the retry policy for one call, from the ``retry=`` argument.
 
-    Called once per run when ``retry`` is not ``None``. Return a
-    :class:`~pyarallel.contracts.RetryPolicy` if this plugin understands ``retry``
-    (the built-in plugin understands :class:`~pyarallel.Retry`).
+    :param retry: The ``retry=`` argument as given (the built-in plugin understands
+        :class:`~pyarallel.Retry`); never ``None``.
+    :returns: A :class:`~pyarallel.contracts.RetryPolicy` if this plugin understands
+        ``retry``, else ``None``. If no plugin answers, the user gets ``TypeError``.
+
+    When: once per call whose ``retry`` is not ``None``, while its options are validated
+    (before any work starts), and once when a decorator validates its defaults. Thread:
+    as for ``pyarallel_rate_limiter``. The policy's ``next_delay`` may later be called
+    from any thread.
     """
 
 
@@ -82,25 +173,70 @@ def pyarallel_retry_policy(retry: object) -> RetryPolicy | None:
 
 @hookspec
 def pyarallel_run_start(run: RunInfo) -> None:
-    """A run is about to take its first item. ``run`` describes it."""
+    """A run is about to take its first item.
+
+    :param run: Describes the run; the same object is passed to every observer hook of
+        this run.
+
+    When: once per run, after its backend is built and before the first item is taken
+    from the input (for ``parallel_iter`` and ``async_parallel_iter``, at the first
+    iteration). Thread: the thread driving the run (for the async API, the event loop's).
+    If an implementation raises, the exception propagates to the user's call, the run
+    does not start, and ``pyarallel_run_end`` is not called for it.
+    """
 
 
 @hookspec
 def pyarallel_item_retry(run: RunInfo, index: int, attempt: int, error: BaseException, delay: float) -> None:
-    """Attempt number ``attempt`` of item ``index`` failed with ``error``; the item will
-    be tried again after ``delay`` seconds."""
+    """An attempt of an item failed, and the retry policy asked for another one.
+
+    :param run: The run, as given to ``pyarallel_run_start``.
+    :param index: The item's position in the input, from 0.
+    :param attempt: The number of the attempt that failed, from 1.
+    :param error: The exception that attempt raised.
+    :param delay: The seconds the item will wait before it is tried again.
+
+    When: once per retry scheduled, as the failure is handled. Thread: the thread driving
+    the run (for the async API, the event loop's). If an implementation raises, the
+    exception propagates to the user's call, the run is aborted, and
+    ``pyarallel_run_end`` receives the outcome ``"error"`` with that exception.
+    """
 
 
 @hookspec
 def pyarallel_item_result(run: RunInfo, result: ItemResult[object], done: int, seen: int) -> None:
-    """An item reached its final result (success, or failure after its last attempt).
+    """An item reached its final result: success, failure after its last attempt, or
+    timeout.
 
-    ``done`` items of the ``seen`` taken from the input so far have finished, counting
-    this one; ``run.total`` is the final total when it is known.
+    :param run: The run, as given to ``pyarallel_run_start``.
+    :param result: The item's :class:`~pyarallel.ItemResult` (its ``index``, and its value
+        or its error).
+    :param done: How many items have finished so far, counting this one.
+    :param seen: How many items have been taken from the input so far; ``run.total`` is
+        the final total when it is known.
+
+    When: at most once per item, as it finishes (in completion order); for every item when
+    the run completes or times out (at the timeout, every unfinished item fails with
+    ``ItemTimeoutError``), but not for the items left unfinished by an interrupted run.
+    Thread: the thread driving the run (for the async API, the event loop's). If an
+    implementation raises, the exception propagates to the user's call, the run is
+    aborted, and ``pyarallel_run_end`` receives the outcome ``"error"`` with that
+    exception.
     """
 
 
 @hookspec
 def pyarallel_run_end(run: RunInfo, summary: RunSummary) -> None:
-    """A run ended, normally or not; ``summary`` says how. Called exactly once per
-    ``pyarallel_run_start``."""
+    """A run ended, normally or not.
+
+    :param run: The run, as given to ``pyarallel_run_start``.
+    :param summary: How it ended (``outcome``, counts, duration, and the ``error`` that
+        escaped, if any).
+
+    When: exactly once per run whose ``pyarallel_run_start`` returned, however it ended
+    (normally, on its timeout, interrupted, or with an exception escaping: see
+    ``summary.outcome``), after its backend has been closed. Thread: the thread driving
+    the run (for the async API, the event loop's; for a stream closed early, the thread
+    that closed it). If an implementation raises, the exception propagates to the user's
+    call in place of its result (or of the exception that ended the run).
+    """
