@@ -733,7 +733,7 @@ def test_process_backend_survives_a_task_finishing_before_its_callback_is_attach
         def tracer(frame, event, arg):
             if event == "call" and frame.f_code is add_done_callback:
                 caller = frame.f_back
-                if caller is not None and caller.f_code.co_filename.endswith("process_executor.py"):
+                if caller is not None and caller.f_code.co_filename.endswith("_process_backend.py"):
                     time.sleep(0.3)  # the task completes in the pool meanwhile
                     paused.append(frame.f_locals["self"].done())
             return None

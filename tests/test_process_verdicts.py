@@ -16,9 +16,9 @@ from concurrent.futures import Future
 
 import pytest
 
-from pyarallel._builtin import process_executor
+from pyarallel._builtin import _process_backend
+from pyarallel._builtin._process_backend import ProcessBackend, _Task
 from pyarallel._builtin._process_pools import process_alive
-from pyarallel._builtin.process_executor import ProcessBackend, _Task
 from pyarallel._errors import TaskLostError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="deaths are told from /proc")
@@ -91,7 +91,7 @@ def test_a_task_its_worker_finished_before_dying_elsewhere_is_innocent(backend: 
 def test_without_knowing_who_died_the_running_items_are_only_suspects(
     backend: ProcessBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(process_executor, "process_alive", lambda pid: None)  # as outside Linux
+    monkeypatch.setattr(_process_backend, "process_alive", lambda pid: None)  # as outside Linux
     running = _task(backend, _dead_pid(), started=2)
     finished = _task(backend, os.getpid(), started=4, done=True)
     verdicts = _judge(backend, running, finished)
@@ -116,7 +116,7 @@ def test_real_crashes_without_knowing_who_died_still_fail_only_the_culprits(
 
     from pyarallel import WorkerCrashedError, parallel_map
 
-    monkeypatch.setattr(process_executor, "process_alive", lambda pid: None)
+    monkeypatch.setattr(_process_backend, "process_alive", lambda pid: None)
     culprits = frozenset({count // 3, 2 * count // 3})
     result = parallel_map(
         partial(_exit_at, culprits), range(count), executor="process", workers=2, timeout=90

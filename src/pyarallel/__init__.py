@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
     from pyarallel._api import parallel_iter, parallel_map, parallel_starmap
     from pyarallel._async_api import async_parallel_iter, async_parallel_map, async_parallel_starmap
-    from pyarallel._async_decorator import AsyncParallelFunction, async_parallel
-    from pyarallel._decorator import ParallelFunction, parallel
+    from pyarallel._async_decorator import AsyncParallelClassMethod, AsyncParallelFunction, async_parallel
+    from pyarallel._async_stream import AsyncResultStream
+    from pyarallel._decorator import ParallelClassMethod, ParallelFunction, parallel
     from pyarallel._errors import (
         IncompleteRunError,
         ItemError,
@@ -45,8 +46,11 @@ _HOMES = {
     "async_parallel_iter": "pyarallel._async_api",
     "parallel": "pyarallel._decorator",
     "ParallelFunction": "pyarallel._decorator",
+    "ParallelClassMethod": "pyarallel._decorator",
     "async_parallel": "pyarallel._async_decorator",
     "AsyncParallelFunction": "pyarallel._async_decorator",
+    "AsyncParallelClassMethod": "pyarallel._async_decorator",
+    "AsyncResultStream": "pyarallel._async_stream",
     "IncompleteRunError": "pyarallel._errors",
     "ItemError": "pyarallel._errors",
     "ItemTimeoutError": "pyarallel._errors",
@@ -67,11 +71,14 @@ _HOMES = {
 }
 
 __all__ = [
+    "AsyncParallelClassMethod",
     "AsyncParallelFunction",
+    "AsyncResultStream",
     "IncompleteRunError",
     "ItemError",
     "ItemResult",
     "ItemTimeoutError",
+    "ParallelClassMethod",
     "ParallelFunction",
     "ParallelResult",
     "PluginInfo",

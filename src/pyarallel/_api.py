@@ -1,21 +1,23 @@
-"""The synchronous public functions: thin layers that assemble options and run the scheduler."""
+"""The synchronous public functions: thin layers that assemble options and run the scheduler.
+
+The scheduler is imported on the first call, not with this module: ``from pyarallel
+import parallel_map`` is the first line of many a script and command-line tool.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs startup time
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator, Iterable
+    from typing import Any, TypeVar
 
-from pyarallel._options import ProgressCallback, RateLimit, Retry
-from pyarallel._plan import RunOptions, RunPlan, make_plan
-from pyarallel._result import ItemResult, ParallelResult, ResultCollector
-from pyarallel._run import Run
-from pyarallel._sync_driver import execute, settle
+    from pyarallel._options import ProgressCallback, RateLimit, Retry
+    from pyarallel._result import ItemResult, ParallelResult
 
-__all__ = ["collect", "parallel_iter", "parallel_map", "parallel_starmap"]
+    R = TypeVar("R")
+    ExecutorSpec = Any  # "thread", "process", another plugin's name, or an executor object
 
-R = TypeVar("R")
-ExecutorSpec = Any  # "thread", "process", another plugin's name, or an executor object
+__all__ = ["parallel_iter", "parallel_map", "parallel_starmap"]
 
 
 def parallel_map(
@@ -51,6 +53,9 @@ def parallel_map(
     completed. Invalid options raise ``ValueError`` or ``TypeError`` before any work
     starts.
     """
+    from pyarallel._plan import RunOptions, make_plan
+    from pyarallel._sync_driver import collect
+
     options = RunOptions(workers, executor, rate_limit, timeout, on_progress, batch_size, retry)
     return collect(make_plan(fn, items, options, star=False, materialize_unsized=True))
 
@@ -72,6 +77,9 @@ def parallel_starmap(
     >>> parallel_starmap(pow, [(2, 3), (3, 2)])
     ParallelResult([8, 9])
     """
+    from pyarallel._plan import RunOptions, make_plan
+    from pyarallel._sync_driver import collect
+
     options = RunOptions(workers, executor, rate_limit, timeout, on_progress, batch_size, retry)
     return collect(make_plan(fn, items, options, star=True, materialize_unsized=True))
 
@@ -85,7 +93,7 @@ def parallel_iter(
     rate_limit: RateLimit | float | None = None,
     batch_size: int | None = None,
     retry: Retry | None = None,
-) -> Iterator[ItemResult[R]]:
+) -> Generator[ItemResult[R], None, None]:
     """Call ``fn(item)`` for every item in parallel, yielding an ``ItemResult`` for each
     as it completes (completion order, not input order). Nothing is accumulated.
 
@@ -94,20 +102,8 @@ def parallel_iter(
     Stopping early (``break``, or closing the iterator) cancels what is queued and shuts
     the workers down.
     """
+    from pyarallel._plan import RunOptions, make_plan
+    from pyarallel._sync_driver import execute
+
     options = RunOptions(workers, executor, rate_limit, None, None, batch_size, retry)
     return execute(make_plan(fn, items, options, star=False, materialize_unsized=False))
-
-
-def collect(plan: RunPlan) -> ParallelResult[Any]:
-    """Run ``plan`` and gather its results in input order, with how the run ended."""
-    collector: ResultCollector[Any] = ResultCollector(plan.total)
-    add = collector.add
-    settled = settle(plan)
-    with contextlib.closing(settled):
-        while True:
-            try:
-                result = next(settled)
-            except StopIteration as end:
-                run: Run = end.value
-                return run.result(collector)
-            add(result)

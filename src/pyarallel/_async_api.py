@@ -3,13 +3,14 @@ options and run the shared scheduler on the running event loop."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from pyarallel._async_driver import execute_async, start_async_run
+from pyarallel._async_stream import AsyncResultStream
 from pyarallel._options import ProgressCallback, RateLimit, Retry
 from pyarallel._plan import RunOptions, RunPlan, make_plan
-from pyarallel._result import ItemResult, ParallelResult, ResultCollector
+from pyarallel._result import ParallelResult, ResultCollector
 
 __all__ = [
     "async_collect",
@@ -105,17 +106,17 @@ def async_parallel_iter(
     task_timeout: float | None = None,
     batch_size: int | None = None,
     retry: Retry | None = None,
-) -> AsyncIterator[ItemResult[R]]:
-    """An async generator of ``ItemResult`` in completion order; nothing is accumulated.
+) -> AsyncResultStream[R]:
+    """An async stream of ``ItemResult`` in completion order; nothing is accumulated.
 
-    Options are validated when this is called, before iteration starts. Closing the
-    generator early (``aclose()``, ``contextlib.aclosing``) cancels and awaits every
-    coroutine in flight; the input is not pulled again.
+    Use it as ``async with async_parallel_iter(...) as results: async for item in
+    results: ...``: leaving the block (or ``aclose()``) cancels and awaits every coroutine
+    in flight, and the input is not pulled again (see ``AsyncResultStream``). Options are
+    validated when this is called, before iteration starts.
     """
     options = async_options(concurrency, rate_limit, None, task_timeout, None, batch_size, retry)
-    return execute_async(
-        make_plan(fn, items, options, star=False, materialize_unsized=False, asynchronous=True)
-    )
+    plan = make_plan(fn, items, options, star=False, materialize_unsized=False, asynchronous=True)
+    return AsyncResultStream(execute_async(plan))
 
 
 async def async_collect(plan: RunPlan) -> ParallelResult[Any]:

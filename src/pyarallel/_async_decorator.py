@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, Unpack, overload
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar, Unpack, overload
 
 from pyarallel._async_api import async_collect, async_options
 from pyarallel._async_driver import execute_async
+from pyarallel._async_stream import AsyncResultStream
+from pyarallel._decorated_pickling import reduce_decorated
 from pyarallel._decorator import bind
 from pyarallel._options import ProgressCallback, RateLimit, Retry, check_coroutine_function
-from pyarallel._plan import AsyncRunOptionOverrides, RunOptions, RunPlan, make_plan, validate_options
-from pyarallel._result import ItemResult, ParallelResult
+from pyarallel._plan import (
+    AsyncRunOptionOverrides,
+    AsyncStreamOptionOverrides,
+    RunOptions,
+    RunPlan,
+    make_plan,
+    validate_options,
+)
+from pyarallel._result import ParallelResult
 
-__all__ = ["AsyncParallelFunction", "async_parallel"]
+__all__ = ["AsyncParallelClassMethod", "AsyncParallelFunction", "async_parallel"]
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -38,14 +47,28 @@ class AsyncParallelFunction(Generic[P, R]):
 
     _pyarallel_async = True  # lets async_parallel_map accept it as an async function
 
-    def __init__(self, fn: Callable[P, Awaitable[R]], defaults: RunOptions) -> None:
+    # Copied from the function by functools.update_wrapper.
+    __wrapped__: Callable[P, Coroutine[Any, Any, R]]
+    __name__: str
+    __qualname__: str
+    __doc__: str | None
+
+    def __init__(self, fn: Callable[P, Coroutine[Any, Any, R]], defaults: RunOptions) -> None:
         self._fn = fn
         self._defaults = defaults
         functools.update_wrapper(self, fn)
         if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
             inspect.markcoroutinefunction(self)
+        self._looked_up_on: object | None = None  # the class or instance it was bound by
+        self._attribute: str = getattr(fn, "__name__", "")
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attribute = name
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        return reduce_decorated(self)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
         return self._fn(*args, **kwargs)
 
     async def map(
@@ -66,18 +89,21 @@ class AsyncParallelFunction(Generic[P, R]):
         return await async_collect(self._plan(items, options, star=True))
 
     def stream(
-        self, items: Iterable[Any] | AsyncIterable[Any], /, **overrides: Unpack[AsyncRunOptionOverrides]
-    ) -> AsyncIterator[ItemResult[R]]:
-        """``async_parallel_iter`` of this function, with the decorator's options as defaults.
+        self, items: Iterable[Any] | AsyncIterable[Any], /, **overrides: Unpack[AsyncStreamOptionOverrides]
+    ) -> AsyncResultStream[R]:
+        """``async_parallel_iter`` of this function, with the decorator's options as defaults
+        (an ``AsyncResultStream``: use it with ``async with``).
 
         A stream has no total ``timeout`` and no ``on_progress``: the decorator's defaults
         for those do not apply, and passing them here raises ``TypeError``.
         """
         options = self._options(overrides, _ASYNC_STREAM_OPTIONS)
         options = options.with_overrides({"timeout": None, "on_progress": None}, _ASYNC_OPTIONS)
-        return execute_async(self._plan(items, options, star=False))
+        return AsyncResultStream(execute_async(self._plan(items, options, star=False)))
 
-    def _options(self, overrides: AsyncRunOptionOverrides, allowed: tuple[str, ...]) -> RunOptions:
+    def _options(
+        self, overrides: AsyncRunOptionOverrides | AsyncStreamOptionOverrides, allowed: tuple[str, ...]
+    ) -> RunOptions:
         renamed: dict[str, Any] = dict(overrides)
         if "concurrency" in renamed:
             renamed["workers"] = renamed.pop("concurrency")
@@ -97,14 +123,44 @@ class AsyncParallelFunction(Generic[P, R]):
     ) -> AsyncParallelFunction[P2, R]: ...
     def __get__(self, instance: object | None, owner: type | None = None) -> Any:
         bound = bind(self._fn, instance, owner)
-        return self if bound is None else AsyncParallelFunction(bound, self._defaults)
+        if bound is None:
+            return self
+        method = AsyncParallelFunction(bound, self._defaults)
+        method._looked_up_on, method._attribute = owner if instance is None else instance, self._attribute
+        return method
 
     def __repr__(self) -> str:
         return f"<async parallel function {getattr(self._fn, '__qualname__', self._fn)!r}>"
 
 
+class AsyncParallelClassMethod(AsyncParallelFunction[Concatenate[type[T], P], R], Generic[T, P, R]):
+    """``@async_parallel`` on top of ``@classmethod`` (see ``ParallelClassMethod``)."""
+
+    def __get__(  # type: ignore[override]
+        self, instance: object | None, owner: type | None = None
+    ) -> AsyncParallelFunction[P, R]:
+        bound: Any = super().__get__(instance, owner)
+        return bound  # type: ignore[no-any-return]
+
+
+class _AsyncDecorator(Protocol):
+    """What ``async_parallel(...)`` with options returns."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[type[T], P], Coroutine[Any, Any, R]], /
+    ) -> AsyncParallelClassMethod[T, P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncParallelFunction[P, R]: ...
+
+
+# The class-method overload comes first, as for ``parallel``.
 @overload
-def async_parallel(fn: Callable[P, Awaitable[R]], /) -> AsyncParallelFunction[P, R]: ...
+def async_parallel(
+    fn: Callable[Concatenate[type[T], P], Coroutine[Any, Any, R]], /
+) -> AsyncParallelClassMethod[T, P, R]: ...
+@overload
+def async_parallel(fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncParallelFunction[P, R]: ...
 @overload
 def async_parallel(
     *,
@@ -115,9 +171,9 @@ def async_parallel(
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     retry: Retry | None = None,
-) -> Callable[[Callable[P, Awaitable[R]]], AsyncParallelFunction[P, R]]: ...
+) -> _AsyncDecorator: ...
 def async_parallel(
-    fn: Callable[P, Awaitable[R]] | None = None,
+    fn: Callable[P, Coroutine[Any, Any, R]] | None = None,
     /,
     *,
     concurrency: int = 4,
@@ -127,7 +183,7 @@ def async_parallel(
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     retry: Retry | None = None,
-) -> AsyncParallelFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], AsyncParallelFunction[P, R]]:
+) -> Any:
     """Decorate an ``async def`` function so that it keeps working as itself and gains
     ``.map``, ``.starmap`` (both awaitable) and ``.stream`` (an async iterator); the options
     given here are their defaults.
@@ -138,9 +194,11 @@ def async_parallel(
     options = async_options(concurrency, rate_limit, timeout, task_timeout, on_progress, batch_size, retry)
     defaults = validate_options(options, asynchronous=True)
 
-    def decorate(function: Callable[P, Awaitable[R]]) -> AsyncParallelFunction[P, R]:
+    def decorate(function: Callable[P, Coroutine[Any, Any, R]]) -> AsyncParallelFunction[P, R]:
         target = function.__func__ if isinstance(function, staticmethod | classmethod) else function
         check_coroutine_function("@async_parallel's function", target)
+        if isinstance(function, classmethod):
+            return AsyncParallelClassMethod(function, defaults)
         return AsyncParallelFunction(function, defaults)
 
     return decorate if fn is None else decorate(fn)

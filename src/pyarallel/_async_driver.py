@@ -21,7 +21,7 @@ from typing import Any
 from pyarallel._errors import TaskTimeoutError
 from pyarallel._plan import RunPlan
 from pyarallel._result import ItemResult, item_results
-from pyarallel._run import Run
+from pyarallel._run import MAX_WAIT_SECONDS, Run
 from pyarallel._scheduling import Task
 
 __all__ = ["EXECUTOR_NAME", "execute_async", "start_async_run"]
@@ -81,6 +81,7 @@ async def _drive(run: Run, tasks: dict[asyncio.Task[_Report], Task]) -> AsyncGen
                 pull = asyncio.ensure_future(anext(source))
                 pull.add_done_callback(inbox.put)
             if schedule.finished:
+                run.finish()
                 return
             await _wait(inbox, run)
             now = time.monotonic()
@@ -117,6 +118,9 @@ async def _wait(inbox: _Inbox, run: Run) -> None:
         await inbox.wait(run.seconds_to_wait())
         return
     sleep_for = due - time.monotonic() - POLL_SECONDS
+    if sleep_for > MAX_WAIT_SECONDS:  # a very slow rate: wake up now and then anyway
+        await inbox.wait(MAX_WAIT_SECONDS)
+        return
     if sleep_for > 0:
         await inbox.wait(sleep_for)
     while not inbox.finished and time.monotonic() < due:
@@ -182,7 +186,7 @@ async def _attempt(  # noqa: PLR0917
         if task is not None and task.cancelling():
             raise  # the run is cancelling this attempt
         return [error], [0]  # the user's coroutine raised CancelledError by itself
-    except Exception as error:
+    except BaseException as error:  # SystemExit, KeyboardInterrupt too: they fail this item only
         return [error], [0]
     return [value], []
 

@@ -4,16 +4,22 @@ and ``.stream``."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, Unpack, overload
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar, Unpack, overload
 
-from pyarallel._api import collect
-from pyarallel._options import ProgressCallback, RateLimit, Retry
-from pyarallel._plan import RunOptionOverrides, RunOptions, make_plan, validate_options
+from pyarallel._decorated_pickling import reduce_decorated
+from pyarallel._options import ProgressCallback, RateLimit, Retry, check_sync_function
+from pyarallel._plan import (
+    RunOptionOverrides,
+    RunOptions,
+    StreamOptionOverrides,
+    make_plan,
+    validate_options,
+)
 from pyarallel._result import ItemResult, ParallelResult
-from pyarallel._sync_driver import execute
+from pyarallel._sync_driver import collect, execute
 
-__all__ = ["ParallelFunction", "bind", "parallel"]
+__all__ = ["ParallelClassMethod", "ParallelFunction", "bind", "parallel"]
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -46,10 +52,24 @@ class ParallelFunction(Generic[P, R]):
     ``@classmethod``.
     """
 
+    # Copied from the function by functools.update_wrapper.
+    __wrapped__: Callable[P, R]
+    __name__: str
+    __qualname__: str
+    __doc__: str | None
+
     def __init__(self, fn: Callable[P, R], defaults: RunOptions) -> None:
         self._fn = fn
         self._defaults = defaults
         functools.update_wrapper(self, fn)
+        self._looked_up_on: object | None = None  # the class or instance it was bound by
+        self._attribute: str = getattr(fn, "__name__", "")
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attribute = name
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        return reduce_decorated(self)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._fn(*args, **kwargs)
@@ -57,18 +77,22 @@ class ParallelFunction(Generic[P, R]):
     def map(self, items: Iterable[Any], /, **overrides: Unpack[RunOptionOverrides]) -> ParallelResult[R]:
         """``parallel_map`` of this function, with the decorator's options as defaults."""
         options = self._defaults.with_overrides(overrides, _SYNC_OPTIONS)
-        return collect(make_plan(self._fn, items, options, star=False, materialize_unsized=True))
+        return collect(
+            make_plan(self._fn, items, options, star=False, materialize_unsized=True, portable=self)
+        )
 
     def starmap(
         self, items: Iterable[Iterable[Any]], /, **overrides: Unpack[RunOptionOverrides]
     ) -> ParallelResult[R]:
         """``parallel_starmap`` of this function, with the decorator's options as defaults."""
         options = self._defaults.with_overrides(overrides, _SYNC_OPTIONS)
-        return collect(make_plan(self._fn, items, options, star=True, materialize_unsized=True))
+        return collect(
+            make_plan(self._fn, items, options, star=True, materialize_unsized=True, portable=self)
+        )
 
     def stream(
-        self, items: Iterable[Any], /, **overrides: Unpack[RunOptionOverrides]
-    ) -> Iterator[ItemResult[R]]:
+        self, items: Iterable[Any], /, **overrides: Unpack[StreamOptionOverrides]
+    ) -> Generator[ItemResult[R], None, None]:
         """``parallel_iter`` of this function, with the decorator's options as defaults.
 
         A stream has no total ``timeout`` and no ``on_progress``: the decorator's defaults
@@ -76,7 +100,9 @@ class ParallelFunction(Generic[P, R]):
         """
         options = self._defaults.with_overrides(overrides, _SYNC_STREAM_OPTIONS)
         options = options.with_overrides({"timeout": None, "on_progress": None}, _SYNC_OPTIONS)
-        return execute(make_plan(self._fn, items, options, star=False, materialize_unsized=False))
+        return execute(
+            make_plan(self._fn, items, options, star=False, materialize_unsized=False, portable=self)
+        )
 
     # For type checkers: on an instance, the first parameter (self) is bound.
     @overload
@@ -87,12 +113,41 @@ class ParallelFunction(Generic[P, R]):
     ) -> ParallelFunction[P2, R]: ...
     def __get__(self, instance: object | None, owner: type | None = None) -> Any:
         bound = bind(self._fn, instance, owner)
-        return self if bound is None else ParallelFunction(bound, self._defaults)
+        if bound is None:
+            return self
+        method = ParallelFunction(bound, self._defaults)
+        method._looked_up_on, method._attribute = owner if instance is None else instance, self._attribute
+        return method
 
     def __repr__(self) -> str:
         return f"<parallel function {getattr(self._fn, '__qualname__', self._fn)!r}>"
 
 
+class ParallelClassMethod(ParallelFunction[Concatenate[type[T], P], R], Generic[T, P, R]):
+    """``@parallel`` on top of ``@classmethod``: a ``ParallelFunction`` whose class is
+    bound whether it is looked up on the class or on an instance (``Cls.method(x)``,
+    ``Cls.method.map(items)``). It differs from ``ParallelFunction`` only for type
+    checkers."""
+
+    def __get__(self, instance: object | None, owner: type | None = None) -> ParallelFunction[P, R]:  # type: ignore[override]
+        bound: Any = super().__get__(instance, owner)
+        return bound  # type: ignore[no-any-return]
+
+
+class _Decorator(Protocol):
+    """What ``parallel(...)`` with options returns: it decorates like bare ``@parallel``."""
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[type[T], P], R], /) -> ParallelClassMethod[T, P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> ParallelFunction[P, R]: ...
+
+
+# Type checkers see the function under ``@classmethod`` as a plain function whose first
+# parameter is ``type[T]``: that overload comes first (a module-level function whose first
+# parameter is a class is also typed as a class method; called directly it works the same).
+@overload
+def parallel(fn: Callable[Concatenate[type[T], P], R], /) -> ParallelClassMethod[T, P, R]: ...
 @overload
 def parallel(fn: Callable[P, R], /) -> ParallelFunction[P, R]: ...
 @overload
@@ -105,7 +160,7 @@ def parallel(
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     retry: Retry | None = None,
-) -> Callable[[Callable[P, R]], ParallelFunction[P, R]]: ...
+) -> _Decorator: ...
 def parallel(
     fn: Callable[P, R] | None = None,
     /,
@@ -117,7 +172,7 @@ def parallel(
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     retry: Retry | None = None,
-) -> ParallelFunction[P, R] | Callable[[Callable[P, R]], ParallelFunction[P, R]]:
+) -> Any:
     """Decorate a function so that it keeps working as itself and gains ``.map``,
     ``.starmap`` and ``.stream``; the options given here are their defaults.
 
@@ -129,8 +184,10 @@ def parallel(
     )
 
     def decorate(function: Callable[P, R]) -> ParallelFunction[P, R]:
-        if not callable(function) and not isinstance(function, staticmethod | classmethod):
-            raise TypeError(f"@parallel must decorate a callable; got {function!r}")
+        target = function.__func__ if isinstance(function, staticmethod | classmethod) else function
+        check_sync_function("@parallel's function", target, "@parallel")
+        if isinstance(function, classmethod):
+            return ParallelClassMethod(function, defaults)
         return ParallelFunction(function, defaults)
 
     return decorate if fn is None else decorate(fn)

@@ -133,25 +133,36 @@ class IncompleteRunError(PyarallelError):
 
     ``status`` is how the run ended (a :class:`~pyarallel.RunStatus`), ``read`` how many
     items were taken from the input and ``finished`` how many of them finished before the
-    run ended.
+    run ended. For ``RunStatus.SIZE_MISMATCH``, ``expected`` is the number of items the
+    input's ``len()`` gave when the run started (else ``None``).
     """
 
-    def __init__(self, status: object, *, read: int, finished: int) -> None:
+    def __init__(self, status: object, *, read: int, finished: int, expected: int | None = None) -> None:
         super().__init__(status, read, finished)
         self.status = status
         self.read = read
         self.finished = finished
+        self.expected = expected
 
     def __str__(self) -> str:
         status = getattr(self.status, "value", self.status)
+        if self.expected is not None:
+            return (
+                f"the run did not complete as asked (status {status}): the input gave {self.read} "
+                f"items, not the {self.expected} its len() said when the run started (it changed "
+                f"while being read, or its __len__ is wrong); the result holds the {self.read} "
+                "items read"
+            )
         return (
             f"the run did not complete (status {status}): {self.read} items were read from the "
             f"input and {self.finished} of them finished"
         )
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_incomplete, (self.status, self.read, self.finished))
+        return (_rebuild_incomplete, (self.status, self.read, self.finished, self.expected))
 
 
-def _rebuild_incomplete(status: object, read: int, finished: int) -> IncompleteRunError:
-    return IncompleteRunError(status, read=read, finished=finished)
+def _rebuild_incomplete(
+    status: object, read: int, finished: int, expected: int | None = None
+) -> IncompleteRunError:
+    return IncompleteRunError(status, read=read, finished=finished, expected=expected)

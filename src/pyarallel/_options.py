@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Literal, NoReturn
 
-__all__ = ["Per", "RateLimit", "Retry"]
+from pyarallel._values import FrozenValue
 
-Per = Literal["second", "minute", "hour"]
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs startup time
+if TYPE_CHECKING:
+    from typing import Literal, NoReturn
+
+    Per = Literal["second", "minute", "hour"]
+
+__all__ = ["ProgressCallback", "RateLimit", "Retry"]
 
 _SECONDS_PER: dict[str, float] = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 
@@ -79,6 +83,19 @@ def check_callable(parameter: str, value: object) -> None:
         _refuse(parameter, value, "callable", TypeError)
 
 
+def check_sync_function(parameter: str, value: object, api: str) -> None:
+    """Raise ``TypeError`` unless ``value`` is callable and not an ``async def`` function:
+    the blocking API (named by ``api``) would call it and never await what it returns."""
+    check_callable(parameter, value)
+    if is_coroutine_function(value):
+        raise TypeError(
+            f"{parameter} must be a regular function; got {value!r}, an async function (defined "
+            f"with 'async def'): {api} would never await the coroutines it returns. Use the "
+            "async API instead: async_parallel_map, async_parallel_starmap, async_parallel_iter "
+            "or @async_parallel"
+        )
+
+
 def check_coroutine_function(parameter: str, value: object) -> None:
     """Raise ``TypeError`` unless calling ``value`` returns a coroutine (an ``async def``
     function or method, a partial of one, or an object with an ``async def __call__``)."""
@@ -114,24 +131,44 @@ def check_iterable(parameter: str, value: object) -> Iterable[object]:
     return value  # type: ignore[return-value]
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimit:
+_SLOWEST = 1e-300  # calls per second: much below this, the interval between calls overflows
+
+
+class RateLimit(FrozenValue):
     """An immutable rate: at most ``count`` calls per ``per`` ("second", "minute", "hour").
 
     Calls are paced smoothly (one every ``1 / per_second`` seconds, no initial burst),
-    and every attempt of every item, retries included, counts.
+    and every attempt of every item, retries included, counts. ``count`` must be a
+    positive finite number, and the rate at least one call in about 10**300 seconds.
 
     >>> RateLimit(100, "minute").per_second
     1.6666666666666667
     """
 
-    count: float
-    per: Per = "second"
+    __slots__ = ("count", "per")
+    __match_args__ = ("count", "per")
+    if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
 
-    def __post_init__(self) -> None:
-        check_positive_number("RateLimit count", self.count)
-        if self.per not in _SECONDS_PER:
-            _refuse("RateLimit per", self.per, "one of 'second', 'minute', 'hour'")
+        @property
+        def count(self) -> float: ...
+        @property
+        def per(self) -> Per: ...
+
+    def __init__(self, count: float, per: Per = "second") -> None:
+        if not _is_number(count):
+            _refuse("RateLimit count", count, "a number greater than 0", TypeError)
+        number = _as_float(count)
+        if math.isnan(number) or number <= 0 or math.isinf(number):
+            raise ValueError(f"RateLimit count must be positive and finite (calls per {per}); got {count!r}")
+        if not isinstance(per, str) or per not in _SECONDS_PER:
+            raise ValueError(f'RateLimit per must be "second", "minute", or "hour"; got {per!r}')
+        if number / _SECONDS_PER[per] < _SLOWEST:
+            raise ValueError(
+                f"RateLimit count is too small to pace: {count!r} calls per {per} is less than one "
+                f"call in 10**300 seconds"
+            )
+        self._set("count", count)
+        self._set("per", per)
 
     @property
     def per_second(self) -> float:
@@ -139,39 +176,51 @@ class RateLimit:
         return float(self.count) / _SECONDS_PER[self.per]
 
 
-@dataclass(frozen=True, slots=True)
-class Retry:
+class Retry(FrozenValue):
     """Immutable per-item retry configuration with exponential backoff.
 
     ``attempts`` counts every try (1 means no retry). After failed attempt number ``n``
     (1-based) the item waits ``min(backoff * 2 ** (n - 1), max_delay)`` seconds before the
     next one; with ``jitter`` that delay is multiplied by a random factor in [0.5, 1.0], so
-    it never exceeds ``max_delay``. ``on`` restricts retries to those exception types
-    (``None`` retries every ``Exception``). The final error of an item is the exception
-    of its last attempt. A retry waiting out its delay does not occupy a worker.
+    it never exceeds ``max_delay``. ``on`` restricts retries to those exception types: one
+    class or a tuple of them, kept as a tuple (``None`` retries every ``Exception``). The
+    final error of an item is the exception of its last attempt. A retry waiting out its
+    delay does not occupy a worker.
     """
 
-    attempts: int = 3
-    backoff: float = 1.0
-    max_delay: float = 60.0
-    jitter: bool = True
-    on: tuple[type[BaseException], ...] | None = field(default=None)
+    __slots__ = ("attempts", "backoff", "jitter", "max_delay", "on")
+    __match_args__ = ("attempts", "backoff", "max_delay", "jitter", "on")
+    if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
 
-    def __post_init__(self) -> None:
-        check_count("Retry attempts", self.attempts, optional=False)
-        check_non_negative_number("Retry backoff", self.backoff)
-        check_non_negative_number("Retry max_delay", self.max_delay)
-        if not isinstance(self.jitter, bool):
-            _refuse("Retry jitter", self.jitter, "True or False", TypeError)
-        if self.on is not None:
-            on = self.on
-            if isinstance(on, type):
-                on = (on,)
-                object.__setattr__(self, "on", on)
-            if not isinstance(on, tuple) or not all(
-                isinstance(kind, type) and issubclass(kind, BaseException) for kind in on
-            ):
-                _refuse("Retry on", self.on, "a tuple of exception types or None", TypeError)
+        @property
+        def attempts(self) -> int: ...
+        @property
+        def backoff(self) -> float: ...
+        @property
+        def max_delay(self) -> float: ...
+        @property
+        def jitter(self) -> bool: ...
+        @property
+        def on(self) -> tuple[type[BaseException], ...] | None: ...
+
+    def __init__(
+        self,
+        attempts: int = 3,
+        backoff: float = 1.0,
+        max_delay: float = 60.0,
+        jitter: bool = True,
+        on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    ) -> None:
+        check_count("Retry attempts", attempts, optional=False)
+        check_non_negative_number("Retry backoff", backoff)
+        check_non_negative_number("Retry max_delay", max_delay)
+        if not isinstance(jitter, bool):
+            _refuse("Retry jitter", jitter, "True or False", TypeError)
+        self._set("attempts", attempts)
+        self._set("backoff", backoff)
+        self._set("max_delay", max_delay)
+        self._set("jitter", jitter)
+        self._set("on", _exception_types(on))
 
     def delay(self, failed_attempt: int) -> float:
         """The delay before the attempt after ``failed_attempt`` (1-based), without jitter."""
@@ -179,4 +228,18 @@ class Retry:
         return min(_as_float(self.backoff) * 2.0**exponent, _as_float(self.max_delay))
 
 
-ProgressCallback = Callable[[int, int], None]
+def _exception_types(on: object) -> tuple[type[BaseException], ...] | None:
+    """``Retry(on=...)`` as a tuple of exception classes (or None), else a ``TypeError``
+    that shows the value as given."""
+    if on is None:
+        return None
+    kinds = (on,) if isinstance(on, type) else on
+    if not isinstance(kinds, tuple) or not all(
+        isinstance(kind, type) and issubclass(kind, BaseException) for kind in kinds
+    ):
+        _refuse("Retry on", on, "an exception class, a tuple of exception classes, or None", TypeError)
+    return kinds
+
+
+ProgressCallback = Callable[[int, int], object]
+"""``on_progress(done, total)``; its return value is ignored."""

@@ -9,28 +9,29 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sized
-from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
 from pyarallel import _plugins
 from pyarallel._options import (
     ProgressCallback,
     RateLimit,
-    check_callable,
     check_coroutine_function,
     check_count,
     check_iterable,
     check_optional_callable,
     check_positive_number,
+    check_sync_function,
     check_timeout,
 )
 from pyarallel.contracts import Backend, RateLimiter, RetryPolicy, RunInfo
 
 __all__ = [
     "AsyncRunOptionOverrides",
+    "AsyncStreamOptionOverrides",
     "RunOptionOverrides",
     "RunOptions",
     "RunPlan",
+    "StreamOptionOverrides",
     "make_plan",
     "validate_options",
 ]
@@ -50,6 +51,26 @@ class RunOptionOverrides(TypedDict, total=False):
     retry: Any
 
 
+class StreamOptionOverrides(TypedDict, total=False):
+    """Per-call overrides accepted by the decorator's ``.stream`` (no timeout, no progress)."""
+
+    workers: int | None
+    executor: Any
+    rate_limit: RateLimit | float | None
+    batch_size: int | None
+    retry: Any
+
+
+class AsyncStreamOptionOverrides(TypedDict, total=False):
+    """Per-call overrides accepted by ``@async_parallel``'s ``.stream``."""
+
+    concurrency: int
+    rate_limit: RateLimit | float | None
+    task_timeout: float | None
+    batch_size: int | None
+    retry: Any
+
+
 class AsyncRunOptionOverrides(TypedDict, total=False):
     """Per-call overrides accepted by ``@async_parallel``'s ``.map``, ``.starmap`` and ``.stream``."""
 
@@ -62,18 +83,60 @@ class AsyncRunOptionOverrides(TypedDict, total=False):
     retry: Any
 
 
-@dataclass(frozen=True, slots=True)
 class RunOptions:
-    """The options of one call, as given (not yet validated)."""
+    """The options of one call, as given (not yet validated). Treated as immutable: change
+    one with ``replace``.
 
-    workers: int | None = None
-    executor: Any = "thread"
-    rate_limit: Any = None
-    timeout: float | None = None
-    on_progress: ProgressCallback | None = None
-    batch_size: int | None = None
-    retry: Any = None
-    task_timeout: float | None = None  # async API only
+    (Plain slotted classes here, not dataclasses: building a dataclass costs about 1 ms of
+    a first call's import time.)
+    """
+
+    __slots__ = (
+        "batch_size",
+        "executor",
+        "on_progress",
+        "rate_limit",
+        "retry",
+        "task_timeout",
+        "timeout",
+        "workers",
+    )
+
+    def __init__(  # noqa: PLR0917 - one argument per option, in the documented order
+        self,
+        workers: int | None = None,
+        executor: Any = "thread",
+        rate_limit: Any = None,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        batch_size: int | None = None,
+        retry: Any = None,
+        task_timeout: float | None = None,  # async API only
+    ) -> None:
+        self.workers = workers
+        self.executor = executor
+        self.rate_limit = rate_limit
+        self.timeout = timeout
+        self.on_progress = on_progress
+        self.batch_size = batch_size
+        self.retry = retry
+        self.task_timeout = task_timeout
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every option by name."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def replace(self, **changes: Any) -> RunOptions:
+        """A copy with ``changes`` applied."""
+        return RunOptions(**{**self.as_dict(), **changes})
+
+    def __eq__(self, other: object) -> bool:
+        return self.as_dict() == other.as_dict() if isinstance(other, RunOptions) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RunOptions({', '.join(f'{name}={value!r}' for name, value in self.as_dict().items())})"
 
     def with_overrides(self, overrides: Mapping[str, Any], allowed: Iterable[str]) -> RunOptions:
         """A copy with ``overrides`` applied; names outside ``allowed`` raise ``TypeError``."""
@@ -83,7 +146,7 @@ class RunOptions:
             raise TypeError(
                 f"unknown option(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}"
             )
-        return replace(self, **overrides)
+        return self.replace(**overrides)
 
     def check_executor_name(self) -> None:
         """Raise now if ``executor`` is a name no plugin provides."""
@@ -96,20 +159,49 @@ class RunOptions:
                 )
 
 
-@dataclass(frozen=True, slots=True)
 class RunPlan:
     """A validated run: what to call on what, and the plugins that serve it."""
 
-    fn: Callable[..., Any]
-    star: bool
-    source: Iterator[Any] | None  # a sync input, read by the schedule
-    async_source: AsyncIterator[Any] | None  # an async input, read by the async driver
-    total: int | None
-    window: int | None
-    options: RunOptions
-    limiter: RateLimiter | None
-    retry_policy: RetryPolicy | None
-    backend: Backend | None  # already built when ``executor`` was an object
+    __slots__ = (
+        "async_source",
+        "backend",
+        "fn",
+        "limiter",
+        "options",
+        "portable",
+        "retry_policy",
+        "source",
+        "star",
+        "total",
+        "window",
+    )
+
+    def __init__(
+        self,
+        *,
+        fn: Callable[..., Any],
+        star: bool,
+        portable: Callable[..., Any] | None,
+        source: Iterator[Any] | None,
+        async_source: AsyncIterator[Any] | None,
+        total: int | None,
+        window: int | None,
+        options: RunOptions,
+        limiter: RateLimiter | None,
+        retry_policy: RetryPolicy | None,
+        backend: Backend | None,
+    ) -> None:
+        self.fn = fn
+        self.star = star
+        self.portable = portable  # what pickles in place of ``fn`` (see TaskFunction)
+        self.source = source  # a sync input, read by the schedule
+        self.async_source = async_source  # an async input, read by the async driver
+        self.total = total
+        self.window = window
+        self.options = options
+        self.limiter = limiter
+        self.retry_policy = retry_policy
+        self.backend = backend  # already built when ``executor`` was an object
 
     def start_backend(self) -> Backend:
         """This run's backend: the one built during validation, or a new one by name."""
@@ -149,14 +241,22 @@ def start_backend(executor: object, workers: int | None, total: int | None = Non
     return backend
 
 
-@dataclass(frozen=True, slots=True)
 class _Resolved:
     """Validated options and the plugin objects they resolved to."""
 
-    options: RunOptions
-    limiter: RateLimiter | None
-    retry_policy: RetryPolicy | None
-    backend: Backend | None
+    __slots__ = ("backend", "limiter", "options", "retry_policy")
+
+    def __init__(
+        self,
+        options: RunOptions,
+        limiter: RateLimiter | None,
+        retry_policy: RetryPolicy | None,
+        backend: Backend | None,
+    ) -> None:
+        self.options = options
+        self.limiter = limiter
+        self.retry_policy = retry_policy
+        self.backend = backend
 
 
 def make_plan(
@@ -167,6 +267,7 @@ def make_plan(
     star: bool,
     materialize_unsized: bool,
     asynchronous: bool = False,
+    portable: Callable[..., Any] | None = None,
 ) -> RunPlan:
     """Validate ``fn``, ``items`` and ``options`` and resolve the plugins for one run
     (each factory hook is asked once).
@@ -175,12 +276,13 @@ def make_plan(
     ``materialize_unsized`` is false; otherwise it is read into a list first so that the
     total is known (a ``timeout`` bounds the whole call, reading the input included, so
     the input is then read as the run goes). ``asynchronous`` plans need a coroutine
-    function and also accept an async iterable.
+    function and also accept an async iterable. ``portable`` is what pickles in place of
+    ``fn`` when tasks travel (see ``TaskFunction``).
     """
     if asynchronous:
         check_coroutine_function("fn", fn)
     else:
-        check_callable("fn", fn)
+        check_sync_function("fn", fn, "the blocking API")
     is_async_iterable = asynchronous and hasattr(items, "__aiter__")
     if not is_async_iterable:
         check_iterable("items", items)
@@ -200,6 +302,7 @@ def make_plan(
     return RunPlan(
         fn=fn,  # type: ignore[arg-type]
         star=star,
+        portable=portable,
         source=source,
         async_source=async_source,
         total=total,
@@ -243,7 +346,7 @@ def _resolve(options: RunOptions, *, asynchronous: bool, total: int | None = Non
         # A plugin accepts an executor object by building its backend (a cheap wrapper
         # around the caller's executor or client): the one this run will use.
         backend = start_backend(options.executor, options.workers, total)
-    return _Resolved(replace(options, rate_limit=rate_limit, timeout=timeout), limiter, retry_policy, backend)
+    return _Resolved(options.replace(rate_limit=rate_limit, timeout=timeout), limiter, retry_policy, backend)
 
 
 def _normalise_rate_limit(rate_limit: object) -> object:

@@ -21,6 +21,7 @@ __all__ = [
 R = TypeVar("R")
 
 _REPR_MAX_VALUES = 10
+_NO_VALUE: Any = object()  # ItemResult's value when none is given (None is a valid value)
 
 
 class RunStatus(enum.StrEnum):
@@ -29,19 +30,27 @@ class RunStatus(enum.StrEnum):
     - ``COMPLETED``: every item was read from the input and finished, successfully or
       not (failed items alone leave a run completed);
     - ``TIMED_OUT``: the run's ``timeout`` expired first; no more input was read, and the
-      items not finished failed with ``ItemTimeoutError``.
+      items not finished failed with ``ItemTimeoutError``;
+    - ``SIZE_MISMATCH``: the input (a sized one: a list, or anything with ``__len__``)
+      gave more or fewer items than its ``len()`` said when the run started (it was
+      changed while the run read it, or its ``__len__`` is wrong). Every item read ran
+      and the result holds exactly those, nothing invented.
     """
 
     COMPLETED = "completed"
     TIMED_OUT = "timed_out"
+    SIZE_MISMATCH = "size_mismatch"
 
 
 class ItemResult(Generic[R]):
     """The outcome of one input item: its ``index`` and either a ``value`` or an ``error``.
 
     Exactly one of the two is set: ``ok`` is ``True`` when the item succeeded (``value``
-    may legitimately be ``None``), ``False`` when it failed (``error`` is the exception).
-    Instances are immutable.
+    may legitimately be ``None``), ``False`` when it failed (``error`` is the exception,
+    which may be a ``BaseException`` such as ``SystemExit`` raised by the item). Build one
+    with ``ItemResult(index, value=...)`` (a success) or ``ItemResult(index,
+    error=...)`` (a failure); giving neither or both raises ``ValueError``. Instances are
+    immutable, compare by value, and pickle and copy like values.
     """
 
     __slots__ = ("_error", "_index", "_value")
@@ -49,9 +58,22 @@ class ItemResult(Generic[R]):
     _value: R | None
     _error: BaseException | None
 
-    def __init__(self, index: int, value: R | None = None, error: BaseException | None = None) -> None:
-        if error is not None and value is not None:
-            raise ValueError("an ItemResult holds a value or an error, not both")
+    def __init__(self, index: int, value: R | None = _NO_VALUE, error: BaseException | None = None) -> None:
+        _check_index(index)
+        if error is None:
+            if value is _NO_VALUE:
+                raise ValueError(
+                    "an ItemResult needs a value (a success; None is a valid value) or an error "
+                    f"(a failure); item {index} was given neither"
+                )
+        else:
+            _check_error(error)
+            if value is not None and value is not _NO_VALUE:
+                raise ValueError(
+                    f"an ItemResult holds a value or an error, not both; item {index} was given "
+                    f"value={value!r} and error={error!r}"
+                )
+            value = None
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_value", value)
         object.__setattr__(self, "_error", error)
@@ -68,11 +90,19 @@ class ItemResult(Generic[R]):
 
     @classmethod
     def failure(cls, index: int, error: BaseException) -> ItemResult[R]:
-        """The result of an item that failed with ``error``."""
-        return cls(index, None, error)
+        """The result of an item that failed with ``error`` (an exception instance)."""
+        _check_error(error)
+        return cls(index, error=error)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"ItemResult is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ItemResult is immutable; cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The default would restore the slots through __setattr__, which refuses.
+        return (_rebuild_item_result, (type(self), self._index, self._value, self._error))
 
     @property
     def index(self) -> int:
@@ -90,9 +120,11 @@ class ItemResult(Generic[R]):
         return self._value
 
     @property
-    def error(self) -> Exception | None:
-        """The exception a failed item ended with; ``None`` for a success."""
-        return self._error  # type: ignore[return-value]
+    def error(self) -> BaseException | None:
+        """The exception a failed item ended with (usually an ``Exception``; a
+        ``BaseException`` such as ``SystemExit`` when the item raised one); ``None`` for a
+        success."""
+        return self._error
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ItemResult):
@@ -106,6 +138,32 @@ class ItemResult(Generic[R]):
         if self.ok:
             return f"ItemResult(index={self.index}, value={self._value!r})"
         return f"ItemResult(index={self.index}, error={self._error!r})"
+
+
+def _check_index(index: object) -> None:
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise TypeError(f"ItemResult index must be an int >= 0; got {index!r}")
+    if index < 0:
+        raise ValueError(f"ItemResult index must be an int >= 0; got {index!r}")
+
+
+def _check_error(error: object) -> None:
+    if not isinstance(error, BaseException):
+        raise TypeError(
+            f"ItemResult error must be an exception instance (or None for a success); got {error!r}"
+        )
+
+
+def _rebuild_item_result(
+    kind: type[ItemResult[Any]], index: int, value: Any, error: BaseException | None
+) -> ItemResult[Any]:
+    if error is None:
+        return kind.success(index, value)
+    result: ItemResult[Any] = _new_item_result(kind)
+    _set_index(result, index)
+    _set_value(result, None)
+    _set_error(result, error)
+    return result
 
 
 _new_item_result = object.__new__
@@ -159,7 +217,7 @@ class ParallelResult(Sequence[R]):
     items were read and finished.
     """
 
-    __slots__ = ("_errors", "_finished", "_read", "_status", "_values")
+    __slots__ = ("_errors", "_expected", "_finished", "_read", "_status", "_values")
 
     def __init__(
         self,
@@ -168,38 +226,37 @@ class ParallelResult(Sequence[R]):
         status: RunStatus = RunStatus.COMPLETED,
     ) -> None:
         """Build from item results whose indices are exactly 0..n-1, in any order."""
-        ordered = sorted(results, key=lambda item: item.index)
-        for position, item in enumerate(ordered):
-            if item.index != position:
-                raise ValueError(
-                    f"ParallelResult needs one result per index 0..{len(ordered) - 1}; "
-                    f"index {position} is {'repeated' if item.index < position else 'missing'}"
-                )
+        ordered = sorted(_check_item_results(results), key=lambda item: item.index)
+        _check_indices([item.index for item in ordered])
         self._values: list[R | None] = [item.value for item in ordered]
-        self._errors: dict[int, Exception] = {
+        self._errors: dict[int, BaseException] = {
             item.index: item.error for item in ordered if item.error is not None
         }
         self._status = RunStatus(status)
         self._read = self._finished = len(ordered)
+        self._expected: int | None = None
 
     @classmethod
-    def _from_parts(
+    def _from_parts(  # noqa: PLR0917 - internal, called from one place
         cls,
         values: list[R | None],
-        errors: dict[int, Exception],
+        errors: dict[int, BaseException],
         status: RunStatus = RunStatus.COMPLETED,
         read: int | None = None,
         finished: int | None = None,
+        expected: int | None = None,
     ) -> ParallelResult[R]:
         """Build directly from values in input order and the failures by index (no checks).
         ``read`` and ``finished`` count the items read and finished before an incomplete
-        run ended (both ``len(values)`` by default)."""
+        run ended (both ``len(values)`` by default); ``expected`` is what the input's
+        ``len()`` said, for a ``SIZE_MISMATCH``."""
         result: ParallelResult[R] = cls.__new__(cls)
         result._values = values
         result._errors = errors
         result._status = status
         result._read = len(values) if read is None else read
         result._finished = len(values) if finished is None else finished
+        result._expected = expected
         return result
 
     @property
@@ -222,8 +279,9 @@ class ParallelResult(Sequence[R]):
         errors = self._errors
         return [(i, v) for i, v in enumerate(self._values) if i not in errors]  # type: ignore[misc]
 
-    def failures(self) -> list[tuple[int, Exception]]:
-        """``(index, exception)`` for every failed item, in input order."""
+    def failures(self) -> list[tuple[int, BaseException]]:
+        """``(index, exception)`` for every failed item, in input order (usually an
+        ``Exception``; a ``BaseException`` when the item raised one, such as ``SystemExit``)."""
         return sorted(self._errors.items())
 
     def raise_on_failure(self) -> None:
@@ -234,7 +292,9 @@ class ParallelResult(Sequence[R]):
         errors: list[BaseException] = [error for _, error in self.failures()]
         parts = [f"{len(errors)} of {len(self._values)} items failed"] if errors else []
         if self._status is not RunStatus.COMPLETED:
-            incomplete = IncompleteRunError(self._status, read=self._read, finished=self._finished)
+            incomplete = IncompleteRunError(
+                self._status, read=self._read, finished=self._finished, expected=self._expected
+            )
             errors.append(incomplete)
             parts.append(str(incomplete))
         # An ExceptionGroup unless an item failed with a BaseException (SystemExit...).
@@ -282,12 +342,32 @@ class ParallelResult(Sequence[R]):
         return f"ParallelResult([{shown}, ...], {len(self._values)} items)"
 
 
+def _check_item_results(results: object) -> list[ItemResult[Any]]:
+    items: list[ItemResult[Any]] = list(results)  # type: ignore[call-overload]
+    for item in items:
+        if not isinstance(item, ItemResult):
+            raise TypeError(f"ParallelResult needs ItemResult objects; got {item!r}")
+    return items
+
+
+def _check_indices(indices: list[int]) -> None:
+    """Raise unless the sorted ``indices`` are exactly 0..n-1, naming the first index
+    repeated or missing."""
+    for position, index in enumerate(indices):
+        if index == position:
+            continue
+        expected = f"one result per index 0..{len(indices) - 1}"
+        if position and index == indices[position - 1]:
+            raise ValueError(f"ParallelResult needs {expected}; index {index} is repeated")
+        raise ValueError(f"ParallelResult needs {expected}; index {position} is missing")
+
+
 class ResultCollector(Generic[R]):
     """Gathers item results arriving in any order into a ``ParallelResult``."""
 
     def __init__(self, total: int | None) -> None:
         self._values: list[R | None] = [None] * total if total is not None else []
-        self._errors: dict[int, Exception] = {}
+        self._errors: dict[int, BaseException] = {}
 
     def add(self, settled: ItemResult[R] | Successes) -> None:
         """Place one item's result, or a run of successes, at its index."""
@@ -304,14 +384,19 @@ class ResultCollector(Generic[R]):
         if result._error is None:
             values[index] = result._value
         else:
-            self._errors[index] = result._error  # type: ignore[assignment]
+            self._errors[index] = result._error
 
     def result(
         self,
         status: RunStatus = RunStatus.COMPLETED,
         read: int | None = None,
         finished: int | None = None,
+        expected: int | None = None,
     ) -> ParallelResult[R]:
         """The results gathered so far, in input order, for a run that ended with
-        ``status`` (see ``ParallelResult._from_parts`` for ``read`` and ``finished``)."""
-        return ParallelResult._from_parts(self._values, self._errors, status, read, finished)
+        ``status`` (see ``ParallelResult._from_parts`` for ``read``, ``finished`` and
+        ``expected``). For a ``SIZE_MISMATCH`` they are cut to the ``read`` items: room
+        was made for the ``len()`` the input claimed."""
+        if status is RunStatus.SIZE_MISMATCH and read is not None:
+            del self._values[read:]
+        return ParallelResult._from_parts(self._values, self._errors, status, read, finished, expected)

@@ -60,6 +60,7 @@ class Run:
         self.info: RunInfo = plan.describe(executor, capacity)
         self._observers = Observers()
         self._on_progress = plan.options.on_progress
+        self._reported_total: int | None = None  # the total last given to on_progress
         self._observers.run_start(self.info)
 
     def expired(self, now: float) -> bool:
@@ -99,7 +100,7 @@ class Run:
         if not observers.watch_items and on_progress is None:
             return results
         schedule = self.schedule
-        total = schedule.total if schedule.total is not None else schedule.seen
+        total = self._reported_total = schedule.total if schedule.total is not None else schedule.seen
         # The schedule has counted the whole task already; report one item at a time.
         done = schedule.done - sum(len(result) if type(result) is Successes else 1 for result in results)
         for event in events:
@@ -120,17 +121,34 @@ class Run:
                     on_progress(done, total)
         return results
 
+    def finish(self) -> None:
+        """The schedule has finished: when the input turned out to hold a different number
+        of items than its ``len()`` said, tell ``on_progress`` the real total."""
+        schedule = self.schedule
+        if (
+            self._on_progress is not None
+            and schedule.size_mismatch
+            and self._reported_total != schedule.total
+        ):
+            self._reported_total = schedule.total
+            self._on_progress(schedule.done, schedule.seen)
+
     @property
     def status(self) -> RunStatus:
         """How the run ended (or is ending)."""
-        return RunStatus.TIMED_OUT if self.schedule.expired else RunStatus.COMPLETED
+        schedule = self.schedule
+        if schedule.expired:
+            return RunStatus.TIMED_OUT
+        return RunStatus.SIZE_MISMATCH if schedule.size_mismatch else RunStatus.COMPLETED
 
     def result(self, collector: ResultCollector[Any]) -> ParallelResult[Any]:
         """The ``ParallelResult`` of the finished run, from what ``collector`` gathered."""
         schedule = self.schedule
-        if not schedule.expired:
-            return collector.result()
-        return collector.result(self.status, schedule.read_at_expiry, schedule.done_at_expiry)
+        if schedule.expired:
+            return collector.result(self.status, schedule.read_at_expiry, schedule.done_at_expiry)
+        if schedule.size_mismatch:
+            return collector.result(self.status, schedule.seen, schedule.done, schedule.declared_total)
+        return collector.result()
 
     def expire(self) -> list[ItemResult[Any]]:
         """End the run on its timeout: a timeout failure for every unfinished item."""

@@ -13,22 +13,37 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from concurrent.futures import CancelledError, Future
 from queue import Empty, SimpleQueue
 from typing import Any
 
 from pyarallel._plan import RunPlan
-from pyarallel._result import ItemResult, Settled, item_results
-from pyarallel._run import Run
+from pyarallel._result import ItemResult, ParallelResult, ResultCollector, Settled, item_results
+from pyarallel._run import MAX_WAIT_SECONDS, Run
 from pyarallel._scheduling import Task
 from pyarallel._tasks import ChunkClaim, TaskFunction, TaskReport
 from pyarallel.contracts import Backend
 
-__all__ = ["execute", "settle"]
+__all__ = ["collect", "execute", "settle"]
 
 
-def execute(plan: RunPlan) -> Iterator[ItemResult[Any]]:
+def collect(plan: RunPlan) -> ParallelResult[Any]:
+    """Run ``plan`` and gather its results in input order, with how the run ended."""
+    collector: ResultCollector[Any] = ResultCollector(plan.total)
+    add = collector.add
+    settled = settle(plan)
+    with contextlib.closing(settled):
+        while True:
+            try:
+                result = next(settled)
+            except StopIteration as end:
+                run: Run = end.value
+                return run.result(collector)
+            add(result)
+
+
+def execute(plan: RunPlan) -> Generator[ItemResult[Any], None, None]:
     """Run ``plan``; yield every item's final result exactly once, in completion order."""
     with contextlib.closing(settle(plan)) as settled:
         for result in settled:
@@ -40,14 +55,18 @@ def settle(plan: RunPlan) -> Generator[Settled, None, Run]:
     with a task's successes together as one ``Successes`` (cheaper for a collector).
     Return the finished ``Run`` (its status, for a collector)."""
     backend = plan.start_backend()
-    run = Run(
-        plan,
-        executor=backend.name,
-        capacity=backend.capacity,
-        task_seconds=_task_seconds(backend),
-        queue_ahead=getattr(backend, "queue_ahead", False) is True,
-        reclaim=getattr(backend, "shares_memory", False) is True,
-    )
+    try:
+        run = Run(
+            plan,
+            executor=backend.name,
+            capacity=backend.capacity,
+            task_seconds=_task_seconds(backend),
+            queue_ahead=getattr(backend, "queue_ahead", False) is True,
+            reclaim=getattr(backend, "shares_memory", False) is True,
+        )
+    except BaseException:  # an observer of the run's start raised: nothing ran
+        backend.close(abort=True)
+        raise
     outcome, failure = "error", None
     try:
         yield from _drive(run, backend)
@@ -69,7 +88,7 @@ def settle(plan: RunPlan) -> Generator[Settled, None, Run]:
 
 def _drive(run: Run, backend: Backend) -> Generator[Settled, None, None]:
     schedule, plan = run.schedule, run.plan
-    task_function = TaskFunction(plan.fn, plan.star, os.getpid(), schedule.chunk_budget)
+    task_function = TaskFunction(plan.fn, plan.star, os.getpid(), schedule.chunk_budget, plan.portable)
     completed: SimpleQueue[Future[Any]] = SimpleQueue()
     held: deque[Future[Any]] = deque()  # finished just before a token came due; handled next
     in_flight: dict[Future[Any], Task] = {}
@@ -86,6 +105,7 @@ def _drive(run: Run, backend: Backend) -> Generator[Settled, None, None]:
                 in_flight[future] = task
                 future.add_done_callback(completed.put)
         if schedule.finished:
+            run.finish()
             return
         finished = held.popleft() if held else _next_completion(completed, held, run)
         while finished is not None:  # handle every task that has finished by now
@@ -150,14 +170,14 @@ def _next_completion(
     drawn, for the same reason (calls lasting a whole number of intervals finish just as
     a token comes due; measured at 100 calls/s, holding them is worth 0.3% of the rate)."""
     due = run.token_deadline()
+    sleep_for = 0.0 if due is None else due - time.monotonic() - POLL_SECONDS
     try:
         if due is None:
             return completed.get(timeout=run.seconds_to_wait())
-        sleep_for = due - time.monotonic() - POLL_SECONDS
         if sleep_for > 0:
-            return completed.get(timeout=sleep_for)
+            return completed.get(timeout=min(sleep_for, MAX_WAIT_SECONDS))
     except Empty:
-        if due is None:
+        if due is None or sleep_for > MAX_WAIT_SECONDS:  # a very slow rate: look again later
             return None
     while (left := due - time.monotonic()) > 0:
         try:

@@ -49,24 +49,34 @@ class TaskFunction:
     task of several items running elsewhere stops starting items once it has run that
     many seconds (far longer than planned: an item in it turned out slow), and reports
     what ran; the scheduler sends the rest elsewhere.
+
+    ``portable`` is what travels in place of ``fn`` when the task function is pickled: an
+    object that calls ``fn`` and pickles where ``fn`` itself cannot (a ``@parallel``
+    function stands for the function it wraps, whose module-level name it has taken).
     """
 
-    __slots__ = ("budget", "fn", "origin_pid", "star")
+    __slots__ = ("budget", "fn", "origin_pid", "portable", "star")
 
     def __init__(
-        self, fn: Callable[..., Any], star: bool, origin_pid: int, budget: float | None = None
+        self,
+        fn: Callable[..., Any],
+        star: bool,
+        origin_pid: int,
+        budget: float | None = None,
+        portable: Callable[..., Any] | None = None,
     ) -> None:
         self.fn = fn
         self.star = star
         self.origin_pid = origin_pid
         self.budget = budget
+        self.portable = fn if portable is None else portable
 
     def __call__(self, payloads: Sequence[Any], claim: ChunkClaim | None = None) -> TaskReport:
         """Run ``fn`` on each payload and report every outcome (see ``run_task``)."""
         return run_task(self.fn, self.star, payloads, self.origin_pid, claim=claim, budget=self.budget)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (TaskFunction, (self.fn, self.star, self.origin_pid, self.budget))
+        return (TaskFunction, (self.portable, self.star, self.origin_pid, self.budget))
 
 
 def run_task(
@@ -140,7 +150,7 @@ def _run_items(  # noqa: PLR0917 - the hot loop: no object per task
 
 
 def _sendable(error: BaseException, origin_pid: int) -> Any:
-    """``error``, with its traceback as text when it must travel to another process."""
+    """``error``, or what travels for it to another process (see ``RemoteFailure``)."""
     return _with_remote_traceback(error) if os.getpid() != origin_pid else error
 
 
@@ -194,36 +204,147 @@ def _claimed(payloads: Sequence[Any], claim: ChunkClaim) -> Iterator[Any]:
         yield payloads[position]
 
 
+# -- failures that travel back from another process -------------------------------------
+
+MAX_CHAINED = 32  # how many exceptions chained to a failure (causes, contexts) travel with it
+
+# One exception of a failure's chain, as it travels (see ``RemoteFailure``): the exception
+# pickled on its own, so that one which cannot make the trip loses only itself (None for
+# the failure itself, which travels as it is, and for one that could not be pickled);
+# its description (its repr, and why it could not be pickled if so); its traceback where
+# it was raised, as the text of a note ("" if it was never raised); the positions in the
+# chain of its ``__cause__`` and its ``__context__`` (-1: none, or one past MAX_CHAINED);
+# its ``__suppress_context__``.
+ChainLink = tuple[bytes | None, str, str, int, int, bool]
+
+
 class RemoteTraceback(Exception):
-    """Carries the formatted traceback of an exception raised in another process; it is
-    set as that exception's ``__cause__`` so it prints under the error."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
+    """Stands, in the chain of a failure from another process, for a ``__cause__`` or
+    ``__context__`` that could not travel itself (it could not be pickled there, or not
+    unpickled here). Its message is that exception's repr and what went wrong; the
+    traceback it had there is its note, as for every exception that travelled."""
 
 
 class RemoteFailure:
-    """Pickles as the exception itself with its traceback text attached as ``__cause__``."""
+    """An exception raised in another process, on its way back: it pickles as the
+    exception itself, which arrives with its ``__cause__``/``__context__`` chain rebuilt
+    (each chained exception rebuilt the same way) and, on each, the traceback it had
+    there as a note and as ``remote_traceback``.
 
-    def __init__(self, error: BaseException, text: str) -> None:
+    ``chain`` holds a ``ChainLink`` for the exception itself, first, then one for each
+    exception chained to it, nearest first; links point at each other by position.
+    """
+
+    __slots__ = ("chain", "error")
+
+    def __init__(self, error: BaseException, chain: tuple[ChainLink, ...]) -> None:
         self.error = error
-        self.text = text
+        self.chain = chain
+
+    @property
+    def note(self) -> str:
+        """The exception's traceback where it was raised ("" if none)."""
+        return self.chain[0][2] if self.chain else ""
+
+    def standing_in(self, error: BaseException) -> RemoteFailure:
+        """``error`` travelling instead of this failure (which cannot), with its note."""
+        return RemoteFailure(error, ((None, "", self.note, -1, -1, False),))
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_attach_traceback, (self.error, self.text))
+        return (_rebuild_failure, (self.error, self.chain))
 
 
 def _with_remote_traceback(error: BaseException) -> RemoteFailure:
+    """``error`` ready to travel to another process (see ``RemoteFailure``): tracebacks
+    cannot be pickled, so each becomes text here."""
     import traceback  # only failures in another process need it
 
-    text = "".join(traceback.format_exception(error))
-    return RemoteFailure(error, f'\n"""\n{text}"""')
+    header = f"Traceback in worker process {os.getpid()} (most recent call last):\n"
+    exceptions = _chained(error)
+    positions = {id(exception): position for position, exception in enumerate(exceptions)}
+    chain: list[ChainLink] = []
+    for position, exception in enumerate(exceptions):
+        frames = exception.__traceback__
+        if position == 0 and frames is not None and frames.tb_frame.f_code is _run_items.__code__:
+            frames = frames.tb_next or frames  # leave out the frame of ours that called fn
+        note = "" if frames is None else header + "".join(traceback.format_tb(frames)).rstrip("\n")
+        blob, description = (None, "") if position == 0 else _pickled(exception)
+        cause = -1 if exception.__cause__ is None else positions.get(id(exception.__cause__), -1)
+        context = -1 if exception.__context__ is None else positions.get(id(exception.__context__), -1)
+        chain.append((blob, description, note, cause, context, exception.__suppress_context__))
+    return RemoteFailure(error, tuple(chain))
 
 
-def _attach_traceback(error: BaseException, text: str) -> BaseException:
-    error.__cause__ = RemoteTraceback(text)
+def _chained(error: BaseException) -> list[BaseException]:
+    """``error``, then the exceptions chained to it as causes or contexts, breadth first:
+    each once (chains can loop), at most ``MAX_CHAINED`` of them."""
+    exceptions, seen, position = [error], {id(error)}, 0
+    while position < len(exceptions):
+        for linked in (exceptions[position].__cause__, exceptions[position].__context__):
+            if linked is not None and id(linked) not in seen and len(exceptions) <= MAX_CHAINED:
+                seen.add(id(linked))
+                exceptions.append(linked)
+        position += 1
+    return exceptions
+
+
+def _pickled(exception: BaseException) -> tuple[bytes | None, str]:
+    """A chained exception pickled on its own (None if it cannot be), and its description."""
+    import cloudpickle
+
+    try:
+        description = repr(exception)
+    except Exception:
+        description = f"<{type(exception).__qualname__} whose repr failed>"
+    try:
+        return cloudpickle.dumps(exception), description
+    except Exception as error:
+        return None, f"{description} (it could not be pickled in worker process {os.getpid()}: {error!r})"
+
+
+def _rebuild_failure(error: Any, chain: tuple[ChainLink, ...]) -> Any:
+    """The receiving end of ``RemoteFailure``: ``error`` with its chain and notes back."""
+    if not isinstance(error, BaseException) or not chain:
+        return error
+    exceptions = [error, *(_rebuild_link(link[0], link[1]) for link in chain[1:])]
+    count = len(exceptions)
+    for exception, (_, _, note, cause, context, suppress) in zip(exceptions, chain, strict=True):
+        if note:
+            _add_remote_traceback(exception, note)
+        exception.__cause__ = exceptions[cause] if 0 <= cause < count else None
+        exception.__context__ = exceptions[context] if 0 <= context < count else None
+        exception.__suppress_context__ = suppress
     return error
+
+
+def _rebuild_link(blob: bytes | None, description: str) -> BaseException:
+    """A chained exception, unpickled, or a ``RemoteTraceback`` standing for it."""
+    if blob is not None:
+        import pickle  # what cloudpickle wrote, pickle reads
+
+        try:
+            linked = pickle.loads(blob)
+        except Exception as error:
+            description = f"{description} (it could not be unpickled here: {error!r})"
+        else:
+            if isinstance(linked, BaseException):
+                return linked
+            description = f"{description} (unpickled, it was no exception: {linked!r})"
+    return RemoteTraceback(description)
+
+
+def _add_remote_traceback(exception: BaseException, note: str) -> None:
+    try:
+        exception.add_note(note)
+        exception.remote_traceback = note  # type: ignore[attr-defined]
+    except Exception:  # a class that refuses notes or attributes: it still arrives
+        return
+
+
+def function_label(fn: object) -> str:
+    """How messages name the user's function behind ``fn`` (a ``TaskFunction``, or the
+    function itself): its qualified name, or its type for another callable object."""
+    if isinstance(fn, TaskFunction):
+        fn = fn.fn
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) else f"(a {type(fn).__qualname__} object)"

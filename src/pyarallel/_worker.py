@@ -26,9 +26,10 @@ from pyarallel._tasks import PROGRESS_SLOT, RemoteFailure
 
 __all__ = ["FunctionRef", "SlotRef", "rendezvous", "run"]
 
-# How a task names its run's function: a key unique to the run, and the pickled function
-# itself (small functions) or the path of a file holding it (large ones: read once).
-FunctionRef = tuple[str, bytes | None, str | None]
+# How a task names its run's function: a key unique to the run, the pickled function
+# itself (small functions) or the path of a file holding it (large ones: read once), and
+# the user's function's name for messages (see ``_tasks.function_label``).
+FunctionRef = tuple[str, bytes | None, str | None, str]
 # A task's slot in its pool's shared memory: the file's path and the slot's first word.
 # The worker writes its pid there when it starts the task, the number of items started in
 # the next word before each item, and minus its pid once the task's outcome is ready.
@@ -48,7 +49,8 @@ def run(function: FunctionRef, payloads: bytes, slot: SlotRef | None) -> bytes:
     try:
         args = cloudpickle.loads(payloads)
     except Exception as error:
-        raise SerializationError(f"the task could not be unpickled in the worker: {error!r}") from error
+        message = f"the item's arguments could not be unpickled in the worker process: {error!r}"
+        raise SerializationError(message) from error
     if slot is None:
         return _dumps_outcome(fn(*args))
     view, first = _view(slot[0]), slot[1]
@@ -77,7 +79,7 @@ def rendezvous(path: str, first: int, count: int, position: int, seconds: float)
 
 def _load_function(function: FunctionRef) -> Any:
     global _function, _function_key
-    key, blob, path = function
+    key, blob, path, label = function
     if key != _function_key:
         import cloudpickle
 
@@ -89,7 +91,7 @@ def _load_function(function: FunctionRef) -> Any:
             loaded = cloudpickle.loads(blob)
         except Exception as error:
             raise SerializationError(
-                f"the function could not be unpickled in the worker: {error!r}"
+                f"the function {label} could not be unpickled in the worker process: {error!r}"
             ) from error
         _function, _function_key = loaded, key
     return _function
@@ -134,7 +136,9 @@ def _as_report(outcome: Any) -> tuple[list[Any], list[int], float] | None:
 
 def _check_exceptions(report: tuple[list[Any], list[int], float]) -> None:
     """Replace each exception that would not survive the trip (it cannot be pickled, or
-    cannot be unpickled, such as one whose ``__init__`` takes two arguments)."""
+    cannot be unpickled, such as one whose ``__init__`` takes two arguments). Its causes
+    and contexts travel apart from it: one of them that cannot make the trip is replaced
+    in its chain, on arrival, and costs the exception nothing (see ``RemoteFailure``)."""
     import cloudpickle
 
     values = report[0]
@@ -162,11 +166,11 @@ def _replace_unpicklable_values(report: tuple[list[Any], list[int], float]) -> N
 
 
 def _unsendable(value: Any, what: str, error: Exception) -> Any:
-    """A ``SerializationError`` standing for ``value`` (with the original traceback, for
-    an exception)."""
+    """A ``SerializationError`` standing for ``value`` (with the original traceback as its
+    note, for an exception)."""
     if isinstance(value, RemoteFailure):
         failure = SerializationError(
             f"{what} could not be sent back from the worker process ({error!r}): {value.error!r}"
         )
-        return RemoteFailure(failure, value.text)
+        return value.standing_in(failure)
     return SerializationError(f"{what} could not be sent back from the worker process: {error!r}")

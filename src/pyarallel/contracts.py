@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from pyarallel._errors import TaskLostError
 from pyarallel._result import RunStatus
+from pyarallel._values import FrozenValue
 
 __all__ = ["Backend", "RateLimiter", "RetryPolicy", "RunInfo", "RunSummary", "TaskLostError"]
 
@@ -131,39 +131,97 @@ class RetryPolicy(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class RunInfo:
+class RunInfo(FrozenValue):
     """What observers are told about a run when it starts; the same object is passed to
-    every observer hook of that run.
+    every observer hook of that run. A frozen value object (immutable, compared by value).
 
-    ``total`` is the number of input items when known up front, else ``None``.
-    ``options`` holds the remaining options as given (``rate_limit``, ``retry``,
-    ``timeout``, ``batch_size``...).
+    ``run_id`` numbers the runs of this process; ``function`` is the function's qualified
+    name; ``executor`` the backend's name (``"thread"``, ``"process"``, ``"asyncio"``...);
+    ``workers`` how many tasks run at once. ``total`` is the number of input items when
+    known up front, else ``None``. ``options`` holds the remaining options as given
+    (``rate_limit``, ``retry``, ``timeout``, ``batch_size``, ``star``).
     """
 
-    run_id: int
-    function: str
-    executor: str
-    workers: int
-    total: int | None
-    options: Mapping[str, object] = field(default_factory=dict)
+    __slots__ = ("executor", "function", "options", "run_id", "total", "workers")
+    __match_args__ = ("run_id", "function", "executor", "workers", "total", "options")
+    if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
+
+        @property
+        def run_id(self) -> int: ...
+        @property
+        def function(self) -> str: ...
+        @property
+        def executor(self) -> str: ...
+        @property
+        def workers(self) -> int: ...
+        @property
+        def total(self) -> int | None: ...
+        @property
+        def options(self) -> Mapping[str, object]: ...
+
+    def __init__(  # noqa: PLR0917
+        self,
+        run_id: int,
+        function: str,
+        executor: str,
+        workers: int,
+        total: int | None,
+        options: Mapping[str, object] | None = None,
+    ) -> None:
+        self._set("run_id", run_id)
+        self._set("function", function)
+        self._set("executor", executor)
+        self._set("workers", workers)
+        self._set("total", total)
+        self._set("options", {} if options is None else options)
+
+    def __hash__(self) -> int:
+        return hash(self.run_id)  # options is a dict
 
 
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """How a run ended, given to ``pyarallel_run_end``.
+class RunSummary(FrozenValue):
+    """How a run ended, given to ``pyarallel_run_end``. A frozen value object.
 
-    ``outcome`` is ``"completed"`` (every item finished), ``"timed_out"``, ``"interrupted"``
-    (Ctrl-C, cancellation or a stream closed early) or ``"error"`` (an exception escaped,
-    e.g. from a progress callback). ``error`` is that exception, if any.
+    ``outcome`` is ``"completed"`` (every item finished), ``"timed_out"``,
+    ``"size_mismatch"`` (a sized input gave more or fewer items than its ``len()`` said),
+    ``"interrupted"`` (Ctrl-C, cancellation or a stream closed early) or ``"error"`` (an
+    exception escaped, e.g. from a progress callback). ``succeeded`` and ``failed`` count
+    the items finished each way, ``retries`` the attempts that were retried, ``seconds``
+    the run's wall-clock time. ``error`` is the exception that escaped, if any.
     """
 
-    outcome: str
-    succeeded: int
-    failed: int
-    retries: int
-    seconds: float
-    error: BaseException | None = None
+    __slots__ = ("error", "failed", "outcome", "retries", "seconds", "succeeded")
+    __match_args__ = ("outcome", "succeeded", "failed", "retries", "seconds", "error")
+    if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
+
+        @property
+        def outcome(self) -> str: ...
+        @property
+        def succeeded(self) -> int: ...
+        @property
+        def failed(self) -> int: ...
+        @property
+        def retries(self) -> int: ...
+        @property
+        def seconds(self) -> float: ...
+        @property
+        def error(self) -> BaseException | None: ...
+
+    def __init__(  # noqa: PLR0917
+        self,
+        outcome: str,
+        succeeded: int,
+        failed: int,
+        retries: int,
+        seconds: float,
+        error: BaseException | None = None,
+    ) -> None:
+        self._set("outcome", outcome)
+        self._set("succeeded", succeeded)
+        self._set("failed", failed)
+        self._set("retries", retries)
+        self._set("seconds", seconds)
+        self._set("error", error)
 
     @property
     def status(self) -> RunStatus | None:

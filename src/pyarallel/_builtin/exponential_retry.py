@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 from pyarallel._options import Retry
 from pyarallel.hookspecs import hookimpl
 
@@ -24,6 +22,8 @@ class ExponentialBackoff:
             return None
         delay = self.retry.delay(attempt)
         if self.retry.jitter:
+            import random  # on the first retry, not with the plugin: a first call needs no random numbers
+
             delay *= random.uniform(0.5, 1.0)
         return delay
 

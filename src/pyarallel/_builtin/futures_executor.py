@@ -2,16 +2,25 @@
 
 pyarallel submits to it and never shuts it down; the caller owns it. On a timeout or
 interruption the run's own queued futures are cancelled; running ones cannot be stopped.
+
+Pickling is the executor's business, with one exception: a standard ``ProcessPoolExecutor``
+pickles each task with ``pickle`` in a thread of its own, so a function it cannot pickle
+(a lambda, a local function) would fail every task with a bare ``PicklingError`` that
+names no culprit. The run's function is tried with its pickler once per run instead, and
+if it fails, every item fails with a ``SerializationError`` naming the function.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from pyarallel._errors import SerializationError
+from pyarallel._tasks import function_label
 from pyarallel.hookspecs import hookimpl
 
 T = TypeVar("T")
@@ -31,13 +40,39 @@ class ExecutorBackend:
         self.shares_memory = isinstance(executor, ThreadPoolExecutor)
         self._pending: set[Future[Any]] = set()
         self._lock = threading.Lock()
+        self._pickles_tasks = _is_standard_process_pool(executor)
+        self._picklable: object = None  # the run's function, once found to pickle
+        self._unpicklable: tuple[object, Exception] | None = None  # or why it does not
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        if self._pickles_tasks and fn is not self._picklable:
+            error = self._pickling_error(fn)
+            if error is not None:
+                message = f"the function {function_label(fn)} could not be pickled for {self.name}"
+                failure = SerializationError(f"{message}: {error!r}")
+                failure.__cause__ = error
+                failed: Future[T] = Future()
+                failed.set_exception(failure)
+                return failed
         future = self._executor.submit(fn, *args)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
         return future
+
+    def _pickling_error(self, fn: object) -> Exception | None:
+        """Why the executor cannot pickle ``fn``, or None (found once per function)."""
+        if self._unpicklable is not None and self._unpicklable[0] is fn:
+            return self._unpicklable[1]
+        from multiprocessing.reduction import ForkingPickler  # what the executor pickles with
+
+        try:
+            ForkingPickler.dumps(fn)
+        except Exception as error:
+            self._unpicklable = (fn, error)
+            return error
+        self._picklable = fn
+        return None
 
     def _forget(self, future: Future[Any]) -> None:
         with self._lock:
@@ -49,6 +84,12 @@ class ExecutorBackend:
                 pending = list(self._pending)
             for future in pending:
                 future.cancel()
+
+
+def _is_standard_process_pool(executor: Executor) -> bool:
+    # Looked up, not imported: concurrent.futures.process imports multiprocessing.
+    module = sys.modules.get("concurrent.futures.process")
+    return module is not None and isinstance(executor, module.ProcessPoolExecutor)
 
 
 def _max_workers(executor: Executor) -> int:

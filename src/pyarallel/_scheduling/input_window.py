@@ -42,6 +42,10 @@ class InputWindow:
     holds the scheduler away from the workers for long; without a deadline, the clock is
     looked at only once reads have proved slow (from how long the last read took per
     item), so a quick generator is read in one go.
+
+    A sized input may not give the number of items its ``len()`` said (it changed while
+    being read, or its ``__len__`` is wrong): then ``size_mismatch`` is set and ``total``
+    becomes what was really read (``None`` while it is giving more than it said).
     """
 
     def __init__(
@@ -56,6 +60,8 @@ class InputWindow:
     ) -> None:
         self._source = source
         self.total = total
+        self.declared_total = total  # what len() said when the run started
+        self.size_mismatch = False
         self._window = window
         self._clock = clock
         self._deadline = deadline
@@ -83,13 +89,22 @@ class InputWindow:
         if self._deadline is not None and self._clock() >= self._deadline:
             return None
         payloads = self._read(source, size)
-        if not payloads:
-            return None
-        task = Task(payloads, start=self.seen)
         count = len(payloads)
         self.seen += count
         self.open += count
-        return task
+        declared = self.declared_total
+        if declared is not None and (
+            self.size_mismatch or self.seen > declared or (self.exhausted and self.seen < declared)
+        ):
+            self._sized_wrongly()
+        if not payloads:
+            return None
+        return Task(payloads, start=self.seen - count)
+
+    def _sized_wrongly(self) -> None:
+        """The input has given more items than its len() said, or ended before."""
+        self.size_mismatch = True
+        self.total = self.seen if self.exhausted else None
 
     def admit(self, payload: Any) -> Item:
         """Take one more item from a driver-fed input."""

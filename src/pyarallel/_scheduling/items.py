@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Item", "Task"]
@@ -13,7 +12,6 @@ __all__ = ["Item", "Task"]
 UNLIMITED = sys.maxsize
 
 
-@dataclass(slots=True, eq=False)
 class Item:
     """One input item with a life of its own (it failed, was retried or was given back).
 
@@ -27,12 +25,19 @@ class Item:
     run times out before it finishes).
     """
 
-    index: int
-    payload: Any
-    attempts: int = 0
-    group_limit: int = UNLIMITED
-    suspect: bool = False
-    last_error: BaseException | None = None
+    # A plain class, not a dataclass: building a dataclass costs about 1 ms of import time.
+    __slots__ = ("attempts", "group_limit", "index", "last_error", "payload", "suspect")
+
+    def __init__(self, index: int, payload: Any, attempts: int = 0) -> None:
+        self.index = index
+        self.payload = payload
+        self.attempts = attempts
+        self.group_limit = UNLIMITED
+        self.suspect = False
+        self.last_error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"Item(index={self.index}, attempts={self.attempts}, group_limit={self.group_limit})"
 
 
 class Task:

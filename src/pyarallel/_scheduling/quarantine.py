@@ -4,7 +4,6 @@ worker, which run again as usual, and which are *suspects* that must run alone."
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 
 from pyarallel._errors import TaskLostError
 from pyarallel._scheduling.items import Item, Task
@@ -12,14 +11,16 @@ from pyarallel._scheduling.items import Item, Task
 __all__ = ["LostItems", "Quarantine"]
 
 
-@dataclass(slots=True)
 class LostItems:
     """A lost task's items, sorted: ``crashed`` killed its worker (it fails), ``suspects``
     may have (each runs again alone), ``innocent`` cannot have (they run again as usual)."""
 
-    crashed: Item | None = None
-    suspects: list[Item] = field(default_factory=list)
-    innocent: list[Item] = field(default_factory=list)
+    __slots__ = ("crashed", "innocent", "suspects")
+
+    def __init__(self) -> None:
+        self.crashed: Item | None = None
+        self.suspects: list[Item] = []
+        self.innocent: list[Item] = []
 
 
 class Quarantine:

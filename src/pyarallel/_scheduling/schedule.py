@@ -114,8 +114,19 @@ class Schedule:
 
     @property
     def total(self) -> int | None:
-        """The number of input items, when known up front."""
+        """The number of input items, when known (up front, or once a sized input proved
+        its ``len()`` wrong by ending)."""
         return self._input.total
+
+    @property
+    def declared_total(self) -> int | None:
+        """The number of input items its ``len()`` gave when the run started."""
+        return self._input.declared_total
+
+    @property
+    def size_mismatch(self) -> bool:
+        """True once a sized input has given more or fewer items than its ``len()`` said."""
+        return self._input.size_mismatch
 
     @property
     def seen(self) -> int:
