@@ -351,7 +351,11 @@ def _resolve(options: RunOptions, *, asynchronous: bool, total: int | None = Non
 
 def _normalise_rate_limit(rate_limit: object) -> object:
     if isinstance(rate_limit, int | float) and not isinstance(rate_limit, bool):
-        return RateLimit(check_positive_number("rate_limit", rate_limit))
+        number = check_positive_number("rate_limit", rate_limit)
+        try:
+            return RateLimit(number)
+        except ValueError as error:  # a rate too slow to pace
+            raise ValueError(f"rate_limit={rate_limit!r} cannot be used: {error}") from None
     if isinstance(rate_limit, bool):
         raise TypeError(
             f"rate_limit must be a RateLimit, a number of calls per second, or None; got {rate_limit!r}"
