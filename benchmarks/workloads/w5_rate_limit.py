@@ -15,6 +15,8 @@ from collections.abc import Callable
 from measure import expect_equal, max_in_window, user_imports
 from model import Contender, Measurement, Metric, Params, Role, RunFn, Target, TargetContext, Workload
 
+from workloads.pools import PYARALLEL_DEFERRED
+
 BASELINE = "hand-paced TPE"
 
 
@@ -60,7 +62,7 @@ def run_hand_paced(variant: str, params: Params) -> Measurement:
 
 def pyarallel_sync(executor: str = "thread") -> RunFn:
     def run(variant: str, params: Params) -> Measurement:
-        user_imports("pyarallel:parallel_map")
+        user_imports("pyarallel:parallel_map", *PYARALLEL_DEFERRED)
         from pyarallel import parallel_map
 
         starts: list[float] = []
@@ -79,7 +81,7 @@ def pyarallel_sync(executor: str = "thread") -> RunFn:
 
 
 def run_pyarallel_async(variant: str, params: Params) -> Measurement:
-    user_imports("asyncio", "pyarallel:async_parallel_map")
+    user_imports("asyncio", "pyarallel:async_parallel_map", *PYARALLEL_DEFERRED)
     import asyncio
 
     from pyarallel import async_parallel_map

@@ -18,6 +18,7 @@ from typing import Any
 from measure import PeakMemory, expect_equal, user_imports
 from model import Contender, Measurement, Metric, Params, Role, RunFn, Target, TargetContext, Workload
 
+from workloads.pools import PYARALLEL_DEFERRED
 from workloads.tasks import increment
 
 BASELINE = "TPE window loop"
@@ -94,7 +95,9 @@ def measure(stream: Stream, *imports: str) -> RunFn:
 
 
 def pyarallel_contender(executor: str = "thread", name: str = "pyarallel") -> Contender:
-    return Contender(name, measure(pyarallel_iter(executor), "pyarallel:parallel_iter"), Role.SUBJECT)
+    return Contender(
+        name, measure(pyarallel_iter(executor), "pyarallel:parallel_iter", *PYARALLEL_DEFERRED), Role.SUBJECT
+    )
 
 
 def _faster_than_window_loop(value: float, context: TargetContext) -> bool | None:
