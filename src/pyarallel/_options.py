@@ -38,13 +38,16 @@ def _as_float(value: object) -> float:
         return math.inf
 
 
-def check_positive_number(parameter: str, value: object) -> float:
-    """Return ``value`` as a float, or raise if it is not a finite number above 0."""
+def check_positive_number(
+    parameter: str, value: object, allowed: str = "a finite number greater than 0"
+) -> float:
+    """Return ``value`` as a float, or raise if it is not a finite number above 0
+    (``allowed`` says what is, in the ``ValueError``)."""
     if not _is_number(value):
         _refuse(parameter, value, "a number greater than 0", TypeError)
     number = _as_float(value)
     if math.isnan(number) or number <= 0 or math.isinf(number):
-        _refuse(parameter, value, "a finite number greater than 0")
+        _refuse(parameter, value, allowed)
     return number
 
 
@@ -155,11 +158,7 @@ class RateLimit(FrozenValue):
         def per(self) -> Per: ...
 
     def __init__(self, count: float, per: Per = "second") -> None:
-        if not _is_number(count):
-            _refuse("RateLimit count", count, "a number greater than 0", TypeError)
-        number = _as_float(count)
-        if math.isnan(number) or number <= 0 or math.isinf(number):
-            raise ValueError(f"RateLimit count must be positive and finite (calls per {per}); got {count!r}")
+        number = check_positive_number("RateLimit count", count, f"positive and finite (calls per {per})")
         if not isinstance(per, str) or per not in _SECONDS_PER:
             raise ValueError(f'RateLimit per must be "second", "minute", or "hour"; got {per!r}')
         if number / _SECONDS_PER[per] < _SLOWEST:
