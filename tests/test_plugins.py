@@ -779,3 +779,42 @@ def test_backend_task_seconds_lets_the_scheduler_group_tiny_items(register: Call
 def test_public_plugin_api_is_exported() -> None:
     for name in ("register_plugin", "unregister_plugin", "list_plugins", "hookimpl", "PluginInfo"):
         assert name in pyarallel.__all__
+
+
+class _ClosingBackend(PoolBackend):
+    """A ``PoolBackend`` that records how it was closed."""
+
+    def __init__(self) -> None:
+        super().__init__("closing", 2, "closing-backend")
+        self.closed: list[bool] = []
+
+    def close(self, *, abort: bool) -> None:
+        self.closed.append(abort)
+        super().close(abort=abort)
+
+
+def test_a_backend_is_closed_when_an_observer_of_the_run_start_raises(register: Callable[..., str]) -> None:
+    built: list[_ClosingBackend] = []
+    ran: list[int] = []
+
+    class Plugins:
+        @hookimpl
+        def pyarallel_executor_names(self) -> tuple[str, ...]:
+            return ("closing",)
+
+        @hookimpl
+        def pyarallel_executor(self, executor: object) -> Backend | None:
+            if executor != "closing":
+                return None
+            built.append(_ClosingBackend())
+            return built[-1]
+
+        @hookimpl
+        def pyarallel_run_start(self, run: RunInfo) -> None:
+            raise RuntimeError("the observer broke")
+
+    register(Plugins(), name="closing-backend-plugins")
+    with pytest.raises(RuntimeError, match="the observer broke"):
+        parallel_map(ran.append, [1, 2], executor="closing")
+    assert [backend.closed for backend in built] == [[True]]
+    assert ran == []
