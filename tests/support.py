@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyarallel import ItemResult, hookimpl
-from pyarallel.contracts import RunInfo, RunSummary
+from pyarallel.contracts import Capabilities, RunInfo, RunSummary
 
 
 class PoolBackend:
@@ -22,8 +22,13 @@ class PoolBackend:
         self.capacity = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=prefix)
 
+    capabilities = Capabilities(in_caller_process=True)
+
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
         return self._pool.submit(fn, *args)
+
+    def until_ready(self) -> None:
+        return None
 
     def close(self, *, abort: bool) -> None:
         self._pool.shutdown(wait=False, cancel_futures=abort)

@@ -34,6 +34,7 @@ from pyarallel import (
 )
 from pyarallel._builtin import token_bucket
 from pyarallel._builtin.token_bucket import TokenBucket
+from pyarallel.contracts import FailedAttempt
 
 # The token bucket lets a caller that woke late make up at most this fraction of an
 # interval (0 if the bucket has no such allowance), so n grants span at least
@@ -417,9 +418,9 @@ class FixedRetriesPolicy:
         self.spec = spec
         self.asked: list[tuple[int, str]] = []
 
-    def next_delay(self, attempt: int, error: BaseException) -> float | None:
-        self.asked.append((attempt, type(error).__name__))
-        return 0.0 if attempt <= self.spec.times else None
+    def decide(self, failed: FailedAttempt) -> float | None:
+        self.asked.append((failed.attempt, type(failed.error).__name__))
+        return 0.0 if failed.attempt <= self.spec.times else None
 
 
 class RetryPlugin:

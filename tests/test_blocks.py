@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from pyarallel import ItemResult, Retry, hookimpl, parallel_iter, parallel_map
+from pyarallel.contracts import Capabilities
 from support import FixedInterval, LimiterPlugin, Observer, PoolBackend
 
 WORKERS = 2
@@ -92,8 +93,8 @@ class RecordingPoolBackend(PoolBackend):
     """A real thread pool that asks for ~20 ms tasks (like the process backend) and records
     how many items each submitted task carries."""
 
-    task_seconds = 0.02
-    queue_ahead = True  # the pool runs exactly ``capacity`` tasks at a time
+    # The pool runs exactly ``capacity`` tasks at a time.
+    capabilities = Capabilities(task_seconds=0.02, queue_ahead=True, in_caller_process=True)
 
     def __init__(self, workers: int) -> None:
         super().__init__("recording", workers, "recording-pool")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pyarallel import RateLimit, Retry, parallel_map
 from pyarallel._builtin.exponential_retry import ExponentialBackoff, pyarallel_retry_policy
+from pyarallel.contracts import FailedAttempt
 
 NAN = float("nan")
 INF = float("inf")
@@ -259,6 +260,13 @@ def test_retry_refuses_a_jitter_that_is_not_a_bool() -> None:
 # -- the built-in retry policy plugin -----------------------------------------------------------
 
 
+def ask(policy: ExponentialBackoff, attempt: int, error: BaseException) -> float | None:
+    """The policy's delay after failed attempt ``attempt`` (None: give up)."""
+    answer = policy.decide(FailedAttempt(0, attempt, error, first_started=0.0, elapsed=0.0))
+    assert answer is None or isinstance(answer, float)
+    return answer
+
+
 def test_the_plugin_serves_retry_objects_only() -> None:
     retry = Retry(attempts=4)
     policy = pyarallel_retry_policy(retry=retry)
@@ -271,10 +279,10 @@ def test_the_plugin_serves_retry_objects_only() -> None:
 def test_policy_without_jitter_waits_the_deterministic_delays_then_gives_up() -> None:
     policy = ExponentialBackoff(Retry(attempts=3, backoff=1.0, jitter=False))
     error = ValueError("flaky")
-    assert policy.next_delay(1, error) == 1.0
-    assert policy.next_delay(2, error) == 2.0
-    assert policy.next_delay(3, error) is None
-    assert policy.next_delay(4, error) is None
+    assert ask(policy, 1, error) == 1.0
+    assert ask(policy, 2, error) == 2.0
+    assert ask(policy, 3, error) is None
+    assert ask(policy, 4, error) is None
 
 
 @pytest.mark.parametrize("attempts", [1, 2, 5, 10])
@@ -282,33 +290,33 @@ def test_policy_gives_up_after_attempts(attempts: int) -> None:
     policy = ExponentialBackoff(Retry(attempts=attempts, backoff=0.01))
     error = RuntimeError("x")
     for failed in range(1, attempts):
-        assert policy.next_delay(failed, error) is not None
-    assert policy.next_delay(attempts, error) is None
+        assert ask(policy, failed, error) is not None
+    assert ask(policy, attempts, error) is None
 
 
 def test_policy_with_attempts_one_never_retries() -> None:
     policy = ExponentialBackoff(Retry(attempts=1))
-    assert policy.next_delay(1, ConnectionError()) is None
+    assert ask(policy, 1, ConnectionError()) is None
 
 
 def test_policy_respects_on() -> None:
     policy = ExponentialBackoff(Retry(on=(ConnectionError, TimeoutError), jitter=False))
-    assert policy.next_delay(1, ConnectionError()) == 1.0
-    assert policy.next_delay(1, ConnectionRefusedError()) == 1.0  # subclasses count
-    assert policy.next_delay(1, TimeoutError()) == 1.0
-    assert policy.next_delay(1, ValueError()) is None
-    assert policy.next_delay(1, OSError()) is None  # a base class does not
+    assert ask(policy, 1, ConnectionError()) == 1.0
+    assert ask(policy, 1, ConnectionRefusedError()) == 1.0  # subclasses count
+    assert ask(policy, 1, TimeoutError()) == 1.0
+    assert ask(policy, 1, ValueError()) is None
+    assert ask(policy, 1, OSError()) is None  # a base class does not
 
 
 def test_policy_with_empty_on_retries_nothing() -> None:
     policy = ExponentialBackoff(Retry(on=()))
-    assert policy.next_delay(1, ValueError()) is None
+    assert ask(policy, 1, ValueError()) is None
 
 
 @pytest.mark.parametrize("error", [ValueError(), KeyError(), OSError(), ZeroDivisionError(), Exception()])
 def test_policy_with_on_none_retries_every_exception(error: Exception) -> None:
     policy = ExponentialBackoff(Retry(jitter=False))
-    assert policy.next_delay(1, error) == 1.0
+    assert ask(policy, 1, error) == 1.0
 
 
 @given(
@@ -321,7 +329,7 @@ def test_jitter_keeps_delays_between_half_and_all_of_the_deterministic_delay(
 ) -> None:
     retry = Retry(attempts=failed_attempt + 1, backoff=backoff, max_delay=max_delay, jitter=True)
     deterministic = retry.delay(failed_attempt)
-    delay = ExponentialBackoff(retry).next_delay(failed_attempt, ValueError())
+    delay = ask(ExponentialBackoff(retry), failed_attempt, ValueError())
     assert delay is not None
     assert math.isfinite(delay)
     assert 0.5 * deterministic <= delay <= deterministic
@@ -337,12 +345,12 @@ def test_without_jitter_the_policy_delay_is_the_deterministic_delay(
     backoff: float, max_delay: float, failed_attempt: int
 ) -> None:
     retry = Retry(attempts=failed_attempt + 1, backoff=backoff, max_delay=max_delay, jitter=False)
-    assert ExponentialBackoff(retry).next_delay(failed_attempt, ValueError()) == retry.delay(failed_attempt)
+    assert ask(ExponentialBackoff(retry), failed_attempt, ValueError()) == retry.delay(failed_attempt)
 
 
 def test_jitter_actually_varies_the_delay() -> None:
     policy = ExponentialBackoff(Retry(attempts=10, backoff=1.0))
-    delays = {policy.next_delay(3, ValueError()) for _ in range(50)}
+    delays = {ask(policy, 3, ValueError()) for _ in range(50)}
     assert len(delays) > 1
     assert all(d is not None and 2.0 <= d <= 4.0 for d in delays)
 
@@ -351,7 +359,7 @@ def test_jitter_actually_varies_the_delay() -> None:
 @pytest.mark.parametrize("failed_attempt", [1100, 10**6, 10**18])
 def test_policy_handles_huge_attempt_numbers(jitter: bool, failed_attempt: int) -> None:
     policy = ExponentialBackoff(Retry(attempts=10**19, backoff=1.0, max_delay=60.0, jitter=jitter))
-    delay = policy.next_delay(failed_attempt, ValueError())
+    delay = ask(policy, failed_attempt, ValueError())
     assert delay is not None
     assert 30.0 <= delay <= 60.0
     if not jitter:

@@ -175,11 +175,16 @@ GOOD_PLUGIN = '''
 from concurrent.futures import Future
 
 from pyarallel import hookimpl
+from pyarallel.contracts import NO_CAPABILITIES
 
 
 class InlineBackend:
     name = "fakegood"
     capacity = 1
+    capabilities = NO_CAPABILITIES
+
+    def until_ready(self):
+        return None
 
     def submit(self, fn, /, *args):
         future = Future()

@@ -36,7 +36,15 @@ from pyarallel import (
     unregister_plugin,
 )
 from pyarallel._plugins import plugin_manager
-from pyarallel.contracts import Backend, RateLimiter, RetryPolicy, RunInfo, RunSummary
+from pyarallel.contracts import (
+    Backend,
+    Capabilities,
+    FailedAttempt,
+    RateLimiter,
+    RetryPolicy,
+    RunInfo,
+    RunSummary,
+)
 from support import FixedInterval, LimiterPlugin, Observer, PoolBackend
 
 # -- helpers ----------------------------------------------------------------------------
@@ -53,6 +61,7 @@ class InlineBackend:
 
     name = "inline"
     capacity = 1
+    capabilities = Capabilities(in_caller_process=True)
 
     def __init__(self) -> None:
         self.submitted = 0
@@ -66,6 +75,9 @@ class InlineBackend:
         except BaseException as error:
             future.set_exception(error)
         return future
+
+    def until_ready(self) -> None:
+        return None
 
     def close(self, *, abort: bool) -> None:
         self.closed.append(abort)
@@ -231,8 +243,9 @@ class FixedDelayPolicy:
         self.spec = spec
         self.asked: list[tuple[int, BaseException]] = []
 
-    def next_delay(self, attempt: int, error: BaseException) -> float | None:
-        self.asked.append((attempt, error))
+    def decide(self, failed: FailedAttempt) -> float | None:
+        attempt = failed.attempt
+        self.asked.append((attempt, failed.error))
         return self.spec.delays[attempt - 1] if attempt <= len(self.spec.delays) else None
 
 
@@ -504,11 +517,16 @@ DEMO_PLUGIN = '''
 from concurrent.futures import Future
 
 from pyarallel import hookimpl
+from pyarallel.contracts import NO_CAPABILITIES
 
 
 class DemoBackend:
     name = "demo"
     capacity = 1
+    capabilities = NO_CAPABILITIES
+
+    def until_ready(self):
+        return None
 
     def submit(self, fn, /, *args):
         future = Future()
@@ -562,12 +580,46 @@ def _install_demo_distribution(root: Path) -> None:
     (dist_info / "RECORD").write_text("")
 
 
-def _run_python(code: str, *, pythonpath: Path | None = None, **env: str) -> dict[str, Any]:
+def _scratch(tmp_path: Path) -> Path:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    return scratch
+
+
+def _without_site_packages(root: Path) -> list[str]:
+    """A directory holding only pyarallel and the packages it imports (links to them), for
+    a child started without ``site``: no installed distribution (and so none of the plugin
+    distributions installed beside pyarallel) is visible to it."""
+    import cloudpickle
+    import loky
+    import pluggy
+
+    import pyarallel
+
+    packages = root / "only-pyarallel"
+    packages.mkdir()
+    for module in (pyarallel, pluggy, loky, cloudpickle):
+        source = Path(module.__file__ or "").parent
+        (packages / source.name).symlink_to(source, target_is_directory=True)
+    return ["-S", str(packages)]
+
+
+def _run_python(
+    code: str, *, pythonpath: Path | None = None, isolated_from: Path | None = None, **env: str
+) -> dict[str, Any]:
     """Run ``code`` in a fresh interpreter and return the JSON object it prints last.
+
+    With ``isolated_from`` (a scratch directory), the child sees no installed distribution
+    but pyarallel and its dependencies (see ``_without_site_packages``).
 
     The child gets its own session and writes to files, not pipes: a process pool it starts
     cannot keep this call waiting, and whatever the child left running is ended afterwards.
     """
+    flags: list[str] = []
+    if isolated_from is not None:
+        flag, packages = _without_site_packages(isolated_from)
+        flags = [flag]
+        pythonpath = Path(os.pathsep.join([*filter(None, [str(pythonpath or "")]), packages]))
     environment = {k: v for k, v in os.environ.items() if k != "PYARALLEL_DISABLE_PLUGIN_AUTOLOAD"}
     if pythonpath is not None:
         environment["PYTHONPATH"] = os.pathsep.join(
@@ -576,7 +628,7 @@ def _run_python(code: str, *, pythonpath: Path | None = None, **env: str) -> dic
     environment.update(env)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         child = subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(code)],
+            [sys.executable, *flags, "-c", textwrap.dedent(code)],
             env=environment,
             stdout=out,
             stderr=err,
@@ -647,7 +699,7 @@ def _install_distribution_without_plugins(root: Path) -> None:
 @pytest.mark.timeout(90)
 def test_without_any_pyarallel_entry_point_the_metadata_machinery_is_never_imported(tmp_path: Path) -> None:
     _install_distribution_without_plugins(tmp_path)
-    report = _run_python(METADATA_PROBE, pythonpath=tmp_path)
+    report = _run_python(METADATA_PROBE, pythonpath=tmp_path, isolated_from=_scratch(tmp_path))
     assert report["values"] == [1, 2]
     assert report["metadata_imported"] is False  # entry points were not loaded through it
     assert all(name.startswith("pyarallel._builtin") for name in report["plugins"])
@@ -761,7 +813,7 @@ def test_backend_task_seconds_lets_the_scheduler_group_tiny_items(register: Call
             if executor != "inline-chunked":
                 return None
             backend = InlineBackend()
-            backend.task_seconds = 0.01  # type: ignore[attr-defined]
+            backend.capabilities = Capabilities(task_seconds=0.01, in_caller_process=True)
             self.backends.append(backend)
             return backend
 

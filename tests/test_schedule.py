@@ -27,7 +27,7 @@ from pyarallel._scheduling import Event, RetryEvent, Schedule, Task
 from pyarallel._scheduling.chunk_sizer import ChunkSizer
 from pyarallel._scheduling.schedule import MAX_BARREN_ROUNDS
 from pyarallel._tasks import ChunkClaim
-from pyarallel.contracts import RateLimiter, RetryPolicy
+from pyarallel.contracts import FailedAttempt, RateLimiter, RetryPolicy
 
 # -- fakes ---------------------------------------------------------------------------------
 
@@ -89,9 +89,11 @@ class ScriptedRetry:
         self._delays = deque(delays)
         self._default = default
         self.asked: list[tuple[int, BaseException]] = []
+        self.failures: list[FailedAttempt] = []
 
-    def next_delay(self, attempt: int, error: BaseException) -> float | None:
-        self.asked.append((attempt, error))
+    def decide(self, failed: FailedAttempt) -> float | None:
+        self.asked.append((failed.attempt, failed.error))
+        self.failures.append(failed)
         return self._delays.popleft() if self._delays else self._default
 
     @property
@@ -107,9 +109,9 @@ class RetryUpTo:
         self._delay = delay
         self.asked: list[tuple[int, BaseException]] = []
 
-    def next_delay(self, attempt: int, error: BaseException) -> float | None:
-        self.asked.append((attempt, error))
-        return self._delay if attempt < self._max_attempts else None
+    def decide(self, failed: FailedAttempt) -> float | None:
+        self.asked.append((failed.attempt, failed.error))
+        return self._delay if failed.attempt < self._max_attempts else None
 
 
 class ItemFailure(Exception):

@@ -11,11 +11,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
     from typing import Any, TypeVar
 
-    from pyarallel._options import ProgressCallback, RateLimit, Retry
+    from pyarallel._options import ExecutorOption, ProgressCallback, RateLimitOption, RetryOption
     from pyarallel._result import ItemResult, ParallelResult
 
     R = TypeVar("R")
-    ExecutorSpec = Any  # "thread", "process", another plugin's name, or an executor object
 
 __all__ = ["parallel_iter", "parallel_map", "parallel_starmap"]
 
@@ -25,19 +24,20 @@ def parallel_map(
     items: Iterable[Any],
     *,
     workers: int | None = None,
-    executor: ExecutorSpec = "thread",
-    rate_limit: RateLimit | float | None = None,
+    executor: ExecutorOption = "thread",
+    rate_limit: RateLimitOption = None,
     timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
-    retry: Retry | None = None,
+    retry: RetryOption = None,
 ) -> ParallelResult[R]:
     """Call ``fn(item)`` for every item in parallel and return the results in input order.
 
     - ``workers``: how many calls run at once (``None``: the executor's default).
     - ``executor``: ``"thread"``, ``"process"``, another plugin's name, or a
       ``concurrent.futures.Executor`` to use as it is (never shut down by pyarallel).
-    - ``rate_limit``: a ``RateLimit`` or calls per second; every attempt counts.
+    - ``rate_limit``: a ``RateLimit`` or calls per second; every attempt counts. A
+      ``RateLimiter`` object (shared by every call given it) or a plugin's spec works too.
     - ``timeout``: total wall-clock seconds, reading the input included; items not
       finished by then fail with ``ItemTimeoutError`` (a ``TimeoutError``), no more input
       is read, and the call returns at once with ``status`` ``RunStatus.TIMED_OUT``.
@@ -46,17 +46,18 @@ def parallel_map(
       taken so far.
     - ``batch_size``: take at most this many items from the input ahead of completion
       (a sliding window); an unsized input is then read lazily instead of into a list.
-    - ``retry``: a ``Retry``; only the failing item is retried.
+    - ``retry``: a ``Retry`` (or a ``RetryPolicy`` object, or a plugin's spec such as
+      pyarallel-tenacity's); only the failing item is retried.
 
     Every item ends as exactly one success or one failure: failures never raise here, they
     are in the returned ``ParallelResult``, whose ``status`` says whether the run
     completed. Invalid options raise ``ValueError`` or ``TypeError`` before any work
     starts.
     """
-    from pyarallel._plan import RunOptions, make_plan
+    from pyarallel._plan import MAP, RunOptions, make_plan
     from pyarallel._sync_driver import collect
 
-    options = RunOptions(workers, executor, rate_limit, timeout, on_progress, batch_size, retry)
+    options = RunOptions.for_call(MAP, locals())
     return collect(make_plan(fn, items, options, star=False, materialize_unsized=True))
 
 
@@ -65,22 +66,22 @@ def parallel_starmap(
     items: Iterable[Iterable[Any]],
     *,
     workers: int | None = None,
-    executor: ExecutorSpec = "thread",
-    rate_limit: RateLimit | float | None = None,
+    executor: ExecutorOption = "thread",
+    rate_limit: RateLimitOption = None,
     timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
-    retry: Retry | None = None,
+    retry: RetryOption = None,
 ) -> ParallelResult[R]:
     """Like :func:`parallel_map`, but calls ``fn(*item)`` for every item.
 
     >>> parallel_starmap(pow, [(2, 3), (3, 2)])
     ParallelResult([8, 9])
     """
-    from pyarallel._plan import RunOptions, make_plan
+    from pyarallel._plan import MAP, RunOptions, make_plan
     from pyarallel._sync_driver import collect
 
-    options = RunOptions(workers, executor, rate_limit, timeout, on_progress, batch_size, retry)
+    options = RunOptions.for_call(MAP, locals())
     return collect(make_plan(fn, items, options, star=True, materialize_unsized=True))
 
 
@@ -89,10 +90,10 @@ def parallel_iter(
     items: Iterable[Any],
     *,
     workers: int | None = None,
-    executor: ExecutorSpec = "thread",
-    rate_limit: RateLimit | float | None = None,
+    executor: ExecutorOption = "thread",
+    rate_limit: RateLimitOption = None,
     batch_size: int | None = None,
-    retry: Retry | None = None,
+    retry: RetryOption = None,
 ) -> Generator[ItemResult[R], None, None]:
     """Call ``fn(item)`` for every item in parallel, yielding an ``ItemResult`` for each
     as it completes (completion order, not input order). Nothing is accumulated.
@@ -102,8 +103,8 @@ def parallel_iter(
     Stopping early (``break``, or closing the iterator) cancels what is queued and shuts
     the workers down.
     """
-    from pyarallel._plan import RunOptions, make_plan
+    from pyarallel._plan import STREAM, RunOptions, make_plan
     from pyarallel._sync_driver import execute
 
-    options = RunOptions(workers, executor, rate_limit, None, None, batch_size, retry)
+    options = RunOptions.for_call(STREAM, locals())
     return execute(make_plan(fn, items, options, star=False, materialize_unsized=False))

@@ -4,17 +4,19 @@ options and run the shared scheduler on the running event loop."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyarallel._async_driver import execute_async, start_async_run
 from pyarallel._async_stream import AsyncResultStream
-from pyarallel._options import ProgressCallback, RateLimit, Retry
-from pyarallel._plan import RunOptions, RunPlan, make_plan
+from pyarallel._options import ProgressCallback
+from pyarallel._plan import ASYNC_MAP, ASYNC_STREAM, RunOptions, RunPlan, make_plan
+
+if TYPE_CHECKING:
+    from pyarallel._options import RateLimitOption, RetryOption
 from pyarallel._result import ParallelResult, ResultCollector
 
 __all__ = [
     "async_collect",
-    "async_options",
     "async_parallel_iter",
     "async_parallel_map",
     "async_parallel_starmap",
@@ -24,39 +26,17 @@ R = TypeVar("R")
 AsyncItems = Iterable[Any] | AsyncIterable[Any]
 
 
-def async_options(  # noqa: PLR0917 - one argument per option, in the documented order
-    concurrency: int,
-    rate_limit: object,
-    timeout: float | None,
-    task_timeout: float | None,
-    on_progress: ProgressCallback | None,
-    batch_size: int | None,
-    retry: object,
-) -> RunOptions:
-    """The ``RunOptions`` of an async call (``concurrency`` is kept as ``workers``)."""
-    return RunOptions(
-        workers=concurrency,
-        executor=None,
-        rate_limit=rate_limit,
-        timeout=timeout,
-        on_progress=on_progress,
-        batch_size=batch_size,
-        retry=retry,
-        task_timeout=task_timeout,
-    )
-
-
 async def async_parallel_map(
     fn: Callable[[Any], Awaitable[R]],
     items: AsyncItems,
     *,
     concurrency: int = 4,
-    rate_limit: RateLimit | float | None = None,
+    rate_limit: RateLimitOption = None,
     timeout: float | None = None,
     task_timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
-    retry: Retry | None = None,
+    retry: RetryOption = None,
 ) -> ParallelResult[R]:
     """Await ``fn(item)`` for every item, at most ``concurrency`` at once, and return the
     results in input order.
@@ -74,7 +54,7 @@ async def async_parallel_map(
     before ``CancelledError`` propagates. Invalid options, and an ``fn`` that is not an
     async function, raise before any work starts.
     """
-    options = async_options(concurrency, rate_limit, timeout, task_timeout, on_progress, batch_size, retry)
+    options = RunOptions.for_call(ASYNC_MAP, locals())
     plan = make_plan(fn, items, options, star=False, materialize_unsized=False, asynchronous=True)
     return await async_collect(plan)
 
@@ -84,15 +64,15 @@ async def async_parallel_starmap(
     items: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
     *,
     concurrency: int = 4,
-    rate_limit: RateLimit | float | None = None,
+    rate_limit: RateLimitOption = None,
     timeout: float | None = None,
     task_timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
-    retry: Retry | None = None,
+    retry: RetryOption = None,
 ) -> ParallelResult[R]:
     """Like :func:`async_parallel_map`, but awaits ``fn(*item)`` for every item."""
-    options = async_options(concurrency, rate_limit, timeout, task_timeout, on_progress, batch_size, retry)
+    options = RunOptions.for_call(ASYNC_MAP, locals())
     plan = make_plan(fn, items, options, star=True, materialize_unsized=False, asynchronous=True)
     return await async_collect(plan)
 
@@ -102,10 +82,10 @@ def async_parallel_iter(
     items: AsyncItems,
     *,
     concurrency: int = 4,
-    rate_limit: RateLimit | float | None = None,
+    rate_limit: RateLimitOption = None,
     task_timeout: float | None = None,
     batch_size: int | None = None,
-    retry: Retry | None = None,
+    retry: RetryOption = None,
 ) -> AsyncResultStream[R]:
     """An async stream of ``ItemResult`` in completion order; nothing is accumulated.
 
@@ -114,7 +94,7 @@ def async_parallel_iter(
     in flight, and the input is not pulled again (see ``AsyncResultStream``). Options are
     validated when this is called, before iteration starts.
     """
-    options = async_options(concurrency, rate_limit, None, task_timeout, None, batch_size, retry)
+    options = RunOptions.for_call(ASYNC_STREAM, locals())
     plan = make_plan(fn, items, options, star=False, materialize_unsized=False, asynchronous=True)
     return AsyncResultStream(execute_async(plan))
 

@@ -6,15 +6,28 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar, Unpack, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    Self,
+    TypeVar,
+    Unpack,
+    overload,
+)
 
-from pyarallel._async_api import async_collect, async_options
+from pyarallel._async_api import async_collect
 from pyarallel._async_driver import execute_async
 from pyarallel._async_stream import AsyncResultStream
 from pyarallel._decorated_pickling import reduce_decorated
 from pyarallel._decorator import bind
-from pyarallel._options import ProgressCallback, RateLimit, Retry, check_coroutine_function
+from pyarallel._options import ProgressCallback, check_coroutine_function
 from pyarallel._plan import (
+    ASYNC_MAP,
+    ASYNC_STREAM,
     AsyncRunOptionOverrides,
     AsyncStreamOptionOverrides,
     RunOptions,
@@ -24,15 +37,15 @@ from pyarallel._plan import (
 )
 from pyarallel._result import ParallelResult
 
+if TYPE_CHECKING:
+    from pyarallel._options import RateLimitOption, RetryOption
+
 __all__ = ["AsyncParallelClassMethod", "AsyncParallelFunction", "async_parallel"]
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
 R = TypeVar("R")
 T = TypeVar("T")
-
-_ASYNC_OPTIONS = ("workers", "rate_limit", "timeout", "task_timeout", "on_progress", "batch_size", "retry")
-_ASYNC_STREAM_OPTIONS = ("workers", "rate_limit", "task_timeout", "batch_size", "retry")
 
 
 class AsyncParallelFunction(Generic[P, R]):
@@ -75,7 +88,7 @@ class AsyncParallelFunction(Generic[P, R]):
         self, items: Iterable[Any] | AsyncIterable[Any], /, **overrides: Unpack[AsyncRunOptionOverrides]
     ) -> ParallelResult[R]:
         """``async_parallel_map`` of this function, with the decorator's options as defaults."""
-        options = self._options(overrides, _ASYNC_OPTIONS)
+        options = self._defaults.with_overrides(overrides, ASYNC_MAP)
         return await async_collect(self._plan(items, options, star=False))
 
     async def starmap(
@@ -85,7 +98,7 @@ class AsyncParallelFunction(Generic[P, R]):
         **overrides: Unpack[AsyncRunOptionOverrides],
     ) -> ParallelResult[R]:
         """``async_parallel_starmap`` of this function, with the decorator's options as defaults."""
-        options = self._options(overrides, _ASYNC_OPTIONS)
+        options = self._defaults.with_overrides(overrides, ASYNC_MAP)
         return await async_collect(self._plan(items, options, star=True))
 
     def stream(
@@ -97,19 +110,9 @@ class AsyncParallelFunction(Generic[P, R]):
         A stream has no total ``timeout`` and no ``on_progress``: the decorator's defaults
         for those do not apply, and passing them here raises ``TypeError``.
         """
-        options = self._options(overrides, _ASYNC_STREAM_OPTIONS)
-        options = options.with_overrides({"timeout": None, "on_progress": None}, _ASYNC_OPTIONS)
+        options = self._defaults.with_overrides(overrides, ASYNC_STREAM)
+        options = options.replace(timeout=None, on_progress=None)
         return AsyncResultStream(execute_async(self._plan(items, options, star=False)))
-
-    def _options(
-        self, overrides: AsyncRunOptionOverrides | AsyncStreamOptionOverrides, allowed: tuple[str, ...]
-    ) -> RunOptions:
-        renamed: dict[str, Any] = dict(overrides)
-        if "concurrency" in renamed:
-            renamed["workers"] = renamed.pop("concurrency")
-        elif "workers" in renamed:
-            raise TypeError("async functions take concurrency=, not workers=")
-        return self._defaults.with_overrides(renamed, allowed)
 
     def _plan(self, items: Any, options: RunOptions, *, star: bool) -> RunPlan:
         return make_plan(self._fn, items, options, star=star, materialize_unsized=False, asynchronous=True)
@@ -165,24 +168,24 @@ def async_parallel(fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncParallelF
 def async_parallel(
     *,
     concurrency: int = 4,
-    rate_limit: RateLimit | float | None = None,
+    rate_limit: RateLimitOption = None,
     timeout: float | None = None,
     task_timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
-    retry: Retry | None = None,
+    retry: RetryOption = None,
 ) -> _AsyncDecorator: ...
 def async_parallel(
     fn: Callable[P, Coroutine[Any, Any, R]] | None = None,
     /,
     *,
     concurrency: int = 4,
-    rate_limit: RateLimit | float | None = None,
+    rate_limit: RateLimitOption = None,
     timeout: float | None = None,
     task_timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
-    retry: Retry | None = None,
+    retry: RetryOption = None,
 ) -> Any:
     """Decorate an ``async def`` function so that it keeps working as itself and gains
     ``.map``, ``.starmap`` (both awaitable) and ``.stream`` (an async iterator); the options
@@ -191,8 +194,7 @@ def async_parallel(
     Usable bare or with options. Options are validated when the decorator is applied, and
     decorating a function that is not ``async def`` raises ``TypeError``.
     """
-    options = async_options(concurrency, rate_limit, timeout, task_timeout, on_progress, batch_size, retry)
-    defaults = validate_options(options, asynchronous=True)
+    defaults = validate_options(RunOptions.for_call(ASYNC_MAP, locals()), asynchronous=True)
 
     def decorate(function: Callable[P, Coroutine[Any, Any, R]]) -> AsyncParallelFunction[P, R]:
         target = function.__func__ if isinstance(function, staticmethod | classmethod) else function

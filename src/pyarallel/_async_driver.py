@@ -31,7 +31,7 @@ EXECUTOR_NAME = "asyncio"
 
 def start_async_run(plan: RunPlan) -> Run:
     """The ``Run`` of ``plan`` on the event loop (observers are told it starts)."""
-    return Run(plan, executor=EXECUTOR_NAME, capacity=plan.options.workers or 1, queue_ahead=False)
+    return Run(plan, executor=EXECUTOR_NAME, capacity=plan.options.workers or 1)
 
 
 async def execute_async(plan: RunPlan, run: Run | None = None) -> AsyncGenerator[ItemResult[Any], None]:

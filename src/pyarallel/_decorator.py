@@ -5,11 +5,24 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Generator, Iterable
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar, Unpack, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    Self,
+    TypeVar,
+    Unpack,
+    overload,
+)
 
 from pyarallel._decorated_pickling import reduce_decorated
-from pyarallel._options import ProgressCallback, RateLimit, Retry, check_sync_function
+from pyarallel._options import ProgressCallback, check_sync_function
 from pyarallel._plan import (
+    MAP,
+    STREAM,
     RunOptionOverrides,
     RunOptions,
     StreamOptionOverrides,
@@ -19,15 +32,15 @@ from pyarallel._plan import (
 from pyarallel._result import ItemResult, ParallelResult
 from pyarallel._sync_driver import collect, execute
 
+if TYPE_CHECKING:
+    from pyarallel._options import ExecutorOption, RateLimitOption, RetryOption
+
 __all__ = ["ParallelClassMethod", "ParallelFunction", "bind", "parallel"]
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
 R = TypeVar("R")
 T = TypeVar("T")
-
-_SYNC_OPTIONS = ("workers", "executor", "rate_limit", "timeout", "on_progress", "batch_size", "retry")
-_SYNC_STREAM_OPTIONS = ("workers", "executor", "rate_limit", "batch_size", "retry")
 
 
 def bind(fn: Any, instance: object | None, owner: type | None) -> Any | None:
@@ -76,7 +89,7 @@ class ParallelFunction(Generic[P, R]):
 
     def map(self, items: Iterable[Any], /, **overrides: Unpack[RunOptionOverrides]) -> ParallelResult[R]:
         """``parallel_map`` of this function, with the decorator's options as defaults."""
-        options = self._defaults.with_overrides(overrides, _SYNC_OPTIONS)
+        options = self._defaults.with_overrides(overrides, MAP)
         return collect(
             make_plan(self._fn, items, options, star=False, materialize_unsized=True, portable=self)
         )
@@ -85,7 +98,7 @@ class ParallelFunction(Generic[P, R]):
         self, items: Iterable[Iterable[Any]], /, **overrides: Unpack[RunOptionOverrides]
     ) -> ParallelResult[R]:
         """``parallel_starmap`` of this function, with the decorator's options as defaults."""
-        options = self._defaults.with_overrides(overrides, _SYNC_OPTIONS)
+        options = self._defaults.with_overrides(overrides, MAP)
         return collect(
             make_plan(self._fn, items, options, star=True, materialize_unsized=True, portable=self)
         )
@@ -98,8 +111,8 @@ class ParallelFunction(Generic[P, R]):
         A stream has no total ``timeout`` and no ``on_progress``: the decorator's defaults
         for those do not apply, and passing them here raises ``TypeError``.
         """
-        options = self._defaults.with_overrides(overrides, _SYNC_STREAM_OPTIONS)
-        options = options.with_overrides({"timeout": None, "on_progress": None}, _SYNC_OPTIONS)
+        options = self._defaults.with_overrides(overrides, STREAM)
+        options = options.replace(timeout=None, on_progress=None)
         return execute(
             make_plan(self._fn, items, options, star=False, materialize_unsized=False, portable=self)
         )
@@ -154,24 +167,24 @@ def parallel(fn: Callable[P, R], /) -> ParallelFunction[P, R]: ...
 def parallel(
     *,
     workers: int | None = None,
-    executor: Any = "thread",
-    rate_limit: RateLimit | float | None = None,
+    executor: ExecutorOption = "thread",
+    rate_limit: RateLimitOption = None,
     timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
-    retry: Retry | None = None,
+    retry: RetryOption = None,
 ) -> _Decorator: ...
 def parallel(
     fn: Callable[P, R] | None = None,
     /,
     *,
     workers: int | None = None,
-    executor: Any = "thread",
-    rate_limit: RateLimit | float | None = None,
+    executor: ExecutorOption = "thread",
+    rate_limit: RateLimitOption = None,
     timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
-    retry: Retry | None = None,
+    retry: RetryOption = None,
 ) -> Any:
     """Decorate a function so that it keeps working as itself and gains ``.map``,
     ``.starmap`` and ``.stream``; the options given here are their defaults.
@@ -179,9 +192,7 @@ def parallel(
     Usable bare (``@parallel``) or with options (``@parallel(workers=8)``). Options are
     validated when the decorator is applied.
     """
-    defaults = validate_options(
-        RunOptions(workers, executor, rate_limit, timeout, on_progress, batch_size, retry)
-    )
+    defaults = validate_options(RunOptions.for_call(MAP, locals()))
 
     def decorate(function: Callable[P, R]) -> ParallelFunction[P, R]:
         target = function.__func__ if isinstance(function, staticmethod | classmethod) else function

@@ -242,3 +242,15 @@ def _exception_types(on: object) -> tuple[type[BaseException], ...] | None:
 
 ProgressCallback = Callable[[int, int], object]
 """``on_progress(done, total)``; its return value is ignored."""
+
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    from pyarallel.contracts import RateLimiter, RateLimitSpec, RetryPolicy, RetrySpec
+
+    # What ``rate_limit=`` and ``retry=`` accept, for type checkers: the built-in specs, a
+    # limiter or policy object as it is, or a plugin's spec (see ``pyarallel.contracts``).
+    # A plugin that accepts other objects through its hook works at run time too.
+    ExecutorOption: TypeAlias = Any  # "thread", "process", a plugin's name, or an executor object
+    RateLimitOption: TypeAlias = RateLimit | float | RateLimiter | RateLimitSpec | None
+    RetryOption: TypeAlias = Retry | RetryPolicy | RetrySpec | None

@@ -8,8 +8,8 @@ will serve the run (once per run, never per item).
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sized
-from typing import Any, TypedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sized
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from pyarallel import _plugins
 from pyarallel._options import (
@@ -23,9 +23,18 @@ from pyarallel._options import (
     check_sync_function,
     check_timeout,
 )
-from pyarallel.contracts import Backend, RateLimiter, RetryPolicy, RunInfo
+from pyarallel.contracts import Backend, Capabilities, RateLimiter, RetryPolicy, RunInfo
+
+if TYPE_CHECKING:
+    from pyarallel._options import ExecutorOption, RateLimitOption, RetryOption
 
 __all__ = [
+    "ASYNC_MAP",
+    "ASYNC_STREAM",
+    "FORM_OPTIONS",
+    "MAP",
+    "OPTION_TABLE",
+    "STREAM",
     "AsyncRunOptionOverrides",
     "AsyncStreamOptionOverrides",
     "RunOptionOverrides",
@@ -40,52 +49,78 @@ _run_ids = itertools.count(1)
 
 
 class RunOptionOverrides(TypedDict, total=False):
-    """Per-call overrides accepted by the decorator's ``.map``, ``.starmap`` and ``.stream``."""
+    """Per-call overrides accepted by ``@parallel``'s ``.map`` and ``.starmap``."""
 
     workers: int | None
-    executor: Any
-    rate_limit: RateLimit | float | None
+    executor: ExecutorOption
+    rate_limit: RateLimitOption
     timeout: float | None
     on_progress: ProgressCallback | None
     batch_size: int | None
-    retry: Any
+    retry: RetryOption
 
 
 class StreamOptionOverrides(TypedDict, total=False):
-    """Per-call overrides accepted by the decorator's ``.stream`` (no timeout, no progress)."""
+    """Per-call overrides accepted by ``@parallel``'s ``.stream`` (no timeout, no progress)."""
 
     workers: int | None
-    executor: Any
-    rate_limit: RateLimit | float | None
+    executor: ExecutorOption
+    rate_limit: RateLimitOption
     batch_size: int | None
-    retry: Any
+    retry: RetryOption
+
+
+class AsyncRunOptionOverrides(TypedDict, total=False):
+    """Per-call overrides accepted by ``@async_parallel``'s ``.map`` and ``.starmap``."""
+
+    concurrency: int
+    rate_limit: RateLimitOption
+    timeout: float | None
+    task_timeout: float | None
+    on_progress: ProgressCallback | None
+    batch_size: int | None
+    retry: RetryOption
 
 
 class AsyncStreamOptionOverrides(TypedDict, total=False):
     """Per-call overrides accepted by ``@async_parallel``'s ``.stream``."""
 
     concurrency: int
-    rate_limit: RateLimit | float | None
+    rate_limit: RateLimitOption
     task_timeout: float | None
     batch_size: int | None
-    retry: Any
+    retry: RetryOption
 
 
-class AsyncRunOptionOverrides(TypedDict, total=False):
-    """Per-call overrides accepted by ``@async_parallel``'s ``.map``, ``.starmap`` and ``.stream``."""
-
-    concurrency: int
-    rate_limit: RateLimit | float | None
-    timeout: float | None
-    task_timeout: float | None
-    on_progress: ProgressCallback | None
-    batch_size: int | None
-    retry: Any
+# Every option, in the one place it is defined: the ``RunOptions`` field it is kept in,
+# its default, and the call forms that take it (the blocking ``parallel_map`` family and
+# ``@parallel``'s ``.map``/``.starmap``; ``parallel_iter`` and ``.stream``; their async
+# mirrors). The public signatures list the same parameters in this order, with these
+# defaults, and the ``*OptionOverrides`` dicts above the same names:
+# ``tests/test_option_table.py`` checks every one of them against this table.
+MAP, STREAM, ASYNC_MAP, ASYNC_STREAM = "map", "stream", "async map", "async stream"
+_EVERY = (MAP, STREAM, ASYNC_MAP, ASYNC_STREAM)
+OPTION_TABLE: dict[str, tuple[str, object, tuple[str, ...]]] = {
+    "workers": ("workers", None, (MAP, STREAM)),
+    "concurrency": ("workers", 4, (ASYNC_MAP, ASYNC_STREAM)),
+    "executor": ("executor", "thread", (MAP, STREAM)),
+    "rate_limit": ("rate_limit", None, _EVERY),
+    "timeout": ("timeout", None, (MAP, ASYNC_MAP)),
+    "task_timeout": ("task_timeout", None, (ASYNC_MAP, ASYNC_STREAM)),
+    "on_progress": ("on_progress", None, (MAP, ASYNC_MAP)),
+    "batch_size": ("batch_size", None, _EVERY),
+    "retry": ("retry", None, _EVERY),
+}
+FORM_OPTIONS: dict[str, tuple[str, ...]] = {
+    form: tuple(name for name, (_, _, forms) in OPTION_TABLE.items() if form in forms) for form in _EVERY
+}
+"""The options each call form takes, by their public names, in signature order."""
 
 
 class RunOptions:
-    """The options of one call, as given (not yet validated). Treated as immutable: change
-    one with ``replace``.
+    """The options of one call, as given (not yet validated), by field: an async call's
+    ``concurrency`` is kept as ``workers``, and it has no ``executor`` (``None``). Treated
+    as immutable: change one with ``replace``. Build one with ``for_call``.
 
     (Plain slotted classes here, not dataclasses: building a dataclass costs about 1 ms of
     a first call's import time.)
@@ -102,32 +137,39 @@ class RunOptions:
         "workers",
     )
 
-    def __init__(  # noqa: PLR0917 - one argument per option, in the documented order
-        self,
-        workers: int | None = None,
-        executor: Any = "thread",
-        rate_limit: Any = None,
-        timeout: float | None = None,
-        on_progress: ProgressCallback | None = None,
-        batch_size: int | None = None,
-        retry: Any = None,
-        task_timeout: float | None = None,  # async API only
-    ) -> None:
-        self.workers = workers
-        self.executor = executor
-        self.rate_limit = rate_limit
-        self.timeout = timeout
-        self.on_progress = on_progress
-        self.batch_size = batch_size
-        self.retry = retry
-        self.task_timeout = task_timeout
+    def __init__(self, **fields: Any) -> None:
+        unknown = set(fields) - set(self.__slots__)
+        if unknown:
+            raise TypeError(f"unknown RunOptions field(s): {', '.join(sorted(unknown))}")
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name, _FIELD_DEFAULTS[name]))
+
+    if TYPE_CHECKING:  # the fields' types, for type checkers
+        workers: int | None
+        executor: ExecutorOption
+        rate_limit: Any
+        timeout: float | None
+        on_progress: ProgressCallback | None
+        batch_size: int | None
+        retry: Any
+        task_timeout: float | None
+
+    @classmethod
+    def for_call(cls, form: str, arguments: Mapping[str, Any]) -> RunOptions:
+        """The options of a call of ``form`` (``MAP``...) from its ``arguments`` by public
+        name (a public function passes its ``locals()``); options the form does not take
+        keep their defaults, and async forms have no executor."""
+        fields: dict[str, Any] = {OPTION_TABLE[name][0]: arguments[name] for name in FORM_OPTIONS[form]}
+        if form in (ASYNC_MAP, ASYNC_STREAM):
+            fields["executor"] = None
+        return cls(**fields)
 
     def as_dict(self) -> dict[str, Any]:
-        """Every option by name."""
+        """Every option by field."""
         return {name: getattr(self, name) for name in self.__slots__}
 
     def replace(self, **changes: Any) -> RunOptions:
-        """A copy with ``changes`` applied."""
+        """A copy with ``changes`` (by field) applied."""
         return RunOptions(**{**self.as_dict(), **changes})
 
     def __eq__(self, other: object) -> bool:
@@ -138,15 +180,19 @@ class RunOptions:
     def __repr__(self) -> str:
         return f"RunOptions({', '.join(f'{name}={value!r}' for name, value in self.as_dict().items())})"
 
-    def with_overrides(self, overrides: Mapping[str, Any], allowed: Iterable[str]) -> RunOptions:
-        """A copy with ``overrides`` applied; names outside ``allowed`` raise ``TypeError``."""
-        allowed = set(allowed)
-        unknown = sorted(set(overrides) - allowed)
+    def with_overrides(self, overrides: Mapping[str, Any], form: str) -> RunOptions:
+        """A copy with ``overrides`` (by public name) applied; a name the call ``form``
+        does not take raises ``TypeError`` listing the ones it does."""
+        allowed = FORM_OPTIONS[form]
+        unknown = sorted(set(overrides) - set(allowed))
         if unknown:
+            hint = ""
+            if "workers" in unknown and "concurrency" in allowed:
+                hint = " (async functions take concurrency=, not workers=)"
             raise TypeError(
-                f"unknown option(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}"
+                f"unknown option(s) {', '.join(map(repr, unknown))}{hint}; allowed: {', '.join(allowed)}"
             )
-        return self.replace(**overrides)
+        return self.replace(**{OPTION_TABLE[name][0]: value for name, value in overrides.items()})
 
     def check_executor_name(self) -> None:
         """Raise now if ``executor`` is a name no plugin provides."""
@@ -157,6 +203,13 @@ class RunOptions:
                     f"executor={self.executor!r} is not a known executor; available: "
                     f"{_plugins.describe_executor_names()}"
                 )
+
+
+_FIELD_DEFAULTS: dict[str, object] = {
+    "workers": None,  # a sync call's default; async calls always give concurrency
+    "executor": OPTION_TABLE["executor"][1],
+    **{name: OPTION_TABLE[name][1] for name in RunOptions.__slots__ if name not in ("workers", "executor")},
+}
 
 
 class RunPlan:
@@ -238,7 +291,27 @@ def start_backend(executor: object, workers: int | None, total: int | None = Non
             f"concurrent.futures.Executor); got {executor!r}; available names: "
             f"{_plugins.describe_executor_names()}"
         )
+    _check_backend(executor, backend)
     return backend
+
+
+_BACKEND_MEMBERS = ("name", "capacity", "capabilities", "submit", "until_ready", "close")
+
+
+def _check_backend(executor: object, backend: object) -> None:
+    """Raise ``TypeError`` unless the plugin's answer for ``executor`` fulfils the
+    ``Backend`` contract (members checked by name: cheaper than a protocol check)."""
+    missing = [member for member in _BACKEND_MEMBERS if not hasattr(backend, member)]
+    problem = f"lacks {', '.join(missing)}" if missing else ""
+    if not missing and not isinstance(backend.capabilities, Capabilities):  # type: ignore[attr-defined]
+        problem = f"has capabilities={backend.capabilities!r}, not a pyarallel.contracts.Capabilities"  # type: ignore[attr-defined]
+    if problem:
+        backend_type = type(backend)
+        raise TypeError(
+            f"the backend a plugin built for executor={executor!r} (a "
+            f"{backend_type.__module__}.{backend_type.__qualname__}) does not fulfil "
+            f"pyarallel.contracts.Backend: it {problem}"
+        )
 
 
 class _Resolved:
@@ -369,8 +442,13 @@ def _resolve_rate_limiter(rate_limit: object) -> RateLimiter | None:
     limiter: RateLimiter | None = _plugins.plugin_manager().hook.pyarallel_rate_limiter(rate_limit=rate_limit)
     if limiter is None:
         raise TypeError(
-            "rate_limit must be a RateLimit, a number of calls per second, None, or an object "
-            f"a rate-limiter plugin accepts; got {rate_limit!r}"
+            "rate_limit must be a RateLimit, a number of calls per second, a RateLimiter, a "
+            f"RateLimitSpec, None, or an object a rate-limiter plugin accepts; got {rate_limit!r}"
+        )
+    if not callable(getattr(limiter, "try_acquire", None)):
+        raise TypeError(
+            f"the rate limiter a plugin built for rate_limit={rate_limit!r} ({limiter!r}) does "
+            "not fulfil pyarallel.contracts.RateLimiter: it has no try_acquire()"
         )
     return limiter
 
@@ -381,6 +459,12 @@ def _resolve_retry_policy(retry: object) -> RetryPolicy | None:
     policy: RetryPolicy | None = _plugins.plugin_manager().hook.pyarallel_retry_policy(retry=retry)
     if policy is None:
         raise TypeError(
-            f"retry must be a Retry, None, or an object a retry-policy plugin accepts; got {retry!r}"
+            "retry must be a Retry, a RetryPolicy, a RetrySpec, None, or an object a "
+            f"retry-policy plugin accepts; got {retry!r}"
+        )
+    if not callable(getattr(policy, "decide", None)):
+        raise TypeError(
+            f"the retry policy a plugin built for retry={retry!r} ({policy!r}) does not fulfil "
+            "pyarallel.contracts.RetryPolicy: it has no decide()"
         )
     return policy

@@ -45,6 +45,7 @@ BUILTIN_PLUGINS = (
     "pyarallel._builtin.futures_executor",
     "pyarallel._builtin.token_bucket",
     "pyarallel._builtin.exponential_retry",
+    "pyarallel._builtin.passthrough",
 )
 
 

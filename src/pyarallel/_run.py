@@ -20,7 +20,7 @@ from pyarallel._result import (
     item_results,
 )
 from pyarallel._scheduling import Event, RetryEvent, Schedule
-from pyarallel.contracts import RunInfo, RunSummary
+from pyarallel.contracts import NO_CAPABILITIES, Capabilities, RunInfo, RunSummary
 
 __all__ = ["Run"]
 
@@ -36,9 +36,7 @@ class Run:
         *,
         executor: str,
         capacity: int,
-        task_seconds: float | None = None,
-        queue_ahead: bool = True,
-        reclaim: bool = False,
+        capabilities: Capabilities = NO_CAPABILITIES,
     ) -> None:
         self.plan = plan
         self.started = time.monotonic()
@@ -51,9 +49,9 @@ class Run:
             capacity=capacity,
             limiter=plan.limiter,
             retry=plan.retry_policy,
-            task_seconds=task_seconds,
-            queue_ahead=queue_ahead,
-            reclaim=reclaim,
+            task_seconds=capabilities.task_seconds,
+            queue_ahead=capabilities.queue_ahead,
+            reclaim=capabilities.in_caller_process,
             clock=time.monotonic,
             deadline=self.deadline,
         )

@@ -10,7 +10,6 @@ arrive through one queue, so waiting costs the same whatever the number of tasks
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections import deque
 from collections.abc import Generator
@@ -22,7 +21,7 @@ from pyarallel._plan import RunPlan
 from pyarallel._result import ItemResult, ParallelResult, ResultCollector, Settled, item_results
 from pyarallel._run import MAX_WAIT_SECONDS, Run
 from pyarallel._scheduling import Task
-from pyarallel._tasks import ChunkClaim, TaskFunction, TaskReport
+from pyarallel._tasks import ChunkClaim, TaskFunction, TaskReport, received
 from pyarallel.contracts import Backend
 
 __all__ = ["collect", "execute", "settle"]
@@ -56,14 +55,7 @@ def settle(plan: RunPlan) -> Generator[Settled, None, Run]:
     Return the finished ``Run`` (its status, for a collector)."""
     backend = plan.start_backend()
     try:
-        run = Run(
-            plan,
-            executor=backend.name,
-            capacity=backend.capacity,
-            task_seconds=_task_seconds(backend),
-            queue_ahead=getattr(backend, "queue_ahead", False) is True,
-            reclaim=getattr(backend, "shares_memory", False) is True,
-        )
+        run = Run(plan, executor=backend.name, capacity=backend.capacity, capabilities=backend.capabilities)
     except BaseException:  # an observer of the run's start raised: nothing ran
         backend.close(abort=True)
         raise
@@ -88,7 +80,8 @@ def settle(plan: RunPlan) -> Generator[Settled, None, Run]:
 
 def _drive(run: Run, backend: Backend) -> Generator[Settled, None, None]:
     schedule, plan = run.schedule, run.plan
-    task_function = TaskFunction(plan.fn, plan.star, os.getpid(), schedule.chunk_budget, plan.portable)
+    remote = not backend.capabilities.in_caller_process
+    task_function = TaskFunction(plan.fn, plan.star, remote, schedule.chunk_budget, plan.portable)
     completed: SimpleQueue[Future[Any]] = SimpleQueue()
     held: deque[Future[Any]] = deque()  # finished just before a token came due; handled next
     in_flight: dict[Future[Any], Task] = {}
@@ -124,13 +117,11 @@ class _Readiness:
     its readiness future is one of the completions the driver waits for."""
 
     def __init__(self, backend: Backend, completed: SimpleQueue[Future[Any]]) -> None:
-        self._until_ready = getattr(backend, "until_ready", None)
+        self._until_ready = backend.until_ready
         self._completed = completed
         self._waiting: Future[None] | None = None
 
     def ready(self) -> bool:
-        if self._until_ready is None:
-            return True
         if self._waiting is not None and not self._waiting.done():
             return False
         self._waiting = self._until_ready()
@@ -203,10 +194,7 @@ def _report(future: Future[Any]) -> tuple[list[Any] | BaseException, list[int], 
     if error is not None:
         return error, [], None
     report: TaskReport = future.result()
+    values, failed, _ = report
+    for position in failed:
+        values[position] = received(values[position])
     return report
-
-
-def _task_seconds(backend: Backend) -> float | None:
-    """How long the backend would like one task to last (see ``Backend.task_seconds``)."""
-    value = getattr(backend, "task_seconds", None)
-    return float(value) if isinstance(value, int | float) and value > 0 else None

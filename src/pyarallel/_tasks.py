@@ -21,6 +21,7 @@ __all__ = [
     "RemoteTraceback",
     "TaskFunction",
     "TaskReport",
+    "received",
     "run_task",
 ]
 
@@ -44,8 +45,9 @@ class TaskFunction:
 
     The same object serves every task of a run, so a backend that sends tasks to other
     processes can send it once per worker and keep it there (see ``Backend.submit``).
-    ``origin_pid`` is the scheduler's process id: in any other process a failure's
-    traceback would be lost on the way back, so it travels along as text. ``budget``: a
+    ``remote`` is the backend's word that tasks run outside the scheduler's process
+    (``not Capabilities.in_caller_process``): a failure's traceback would be lost on the
+    way back, so it travels along as text. ``budget``: a
     task of several items running elsewhere stops starting items once it has run that
     many seconds (far longer than planned: an item in it turned out slow), and reports
     what ran; the scheduler sends the rest elsewhere.
@@ -55,35 +57,35 @@ class TaskFunction:
     function stands for the function it wraps, whose module-level name it has taken).
     """
 
-    __slots__ = ("budget", "fn", "origin_pid", "portable", "star")
+    __slots__ = ("budget", "fn", "portable", "remote", "star")
 
     def __init__(
         self,
         fn: Callable[..., Any],
         star: bool,
-        origin_pid: int,
+        remote: bool,
         budget: float | None = None,
         portable: Callable[..., Any] | None = None,
     ) -> None:
         self.fn = fn
         self.star = star
-        self.origin_pid = origin_pid
+        self.remote = remote
         self.budget = budget
         self.portable = fn if portable is None else portable
 
     def __call__(self, payloads: Sequence[Any], claim: ChunkClaim | None = None) -> TaskReport:
         """Run ``fn`` on each payload and report every outcome (see ``run_task``)."""
-        return run_task(self.fn, self.star, payloads, self.origin_pid, claim=claim, budget=self.budget)
+        return run_task(self.fn, self.star, payloads, self.remote, claim=claim, budget=self.budget)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (TaskFunction, (self.portable, self.star, self.origin_pid, self.budget))
+        return (TaskFunction, (self.portable, self.star, self.remote, self.budget))
 
 
 def run_task(
     fn: Callable[..., Any],
     star: bool,
     payloads: Sequence[Any],
-    origin_pid: int,
+    remote: bool,
     *,
     claim: ChunkClaim | None = None,
     budget: float | None = None,
@@ -103,13 +105,13 @@ def run_task(
     values: list[Any] = [] if claim is None else claim.values
     failed: list[int] = [] if claim is None else claim.failed
     if claim is not None:
-        _run_items(fn, star, _claimed(payloads, claim), values, failed, origin_pid, slot)
+        _run_items(fn, star, _claimed(payloads, claim), values, failed, remote, slot)
     elif budget is None or len(payloads) < 2:
-        _run_items(fn, star, payloads, values, failed, origin_pid, slot)
+        _run_items(fn, star, payloads, values, failed, remote, slot)
     else:
         stop_at, clock = started + budget, time.perf_counter
         for batch in _batches(payloads, clock):
-            _run_items(fn, star, batch, values, failed, origin_pid, slot)
+            _run_items(fn, star, batch, values, failed, remote, slot)
             if clock() >= stop_at:
                 break
     return values, failed, time.perf_counter() - started
@@ -121,7 +123,7 @@ def _run_items(  # noqa: PLR0917 - the hot loop: no object per task
     payloads: Iterable[Any],
     values: list[Any],
     failed: list[int],
-    origin_pid: int,
+    remote: bool,
     slot: tuple[memoryview, int] | None,
 ) -> None:
     """Run ``payloads`` one after the other, appending each outcome to ``values`` (and the
@@ -133,7 +135,7 @@ def _run_items(  # noqa: PLR0917 - the hot loop: no object per task
                 value = fn(*payload) if star else fn(payload)
             except BaseException as error:  # SystemExit, KeyboardInterrupt too: they fail this item only
                 failed.append(len(values))
-                append(_sendable(error, origin_pid))
+                append(_sendable(error, remote))
             else:
                 append(value)
         return
@@ -144,14 +146,20 @@ def _run_items(  # noqa: PLR0917 - the hot loop: no object per task
             value = fn(*payload) if star else fn(payload)
         except BaseException as error:
             failed.append(len(values))
-            append(_sendable(error, origin_pid))
+            append(_sendable(error, remote))
         else:
             append(value)
 
 
-def _sendable(error: BaseException, origin_pid: int) -> Any:
+def _sendable(error: BaseException, remote: bool) -> Any:
     """``error``, or what travels for it to another process (see ``RemoteFailure``)."""
-    return _with_remote_traceback(error) if os.getpid() != origin_pid else error
+    return _with_remote_traceback(error) if remote else error
+
+
+def received(value: Any) -> Any:
+    """A failure as the scheduler receives it: a ``RemoteFailure`` that was never pickled
+    (a backend that ran its task in this process after all) becomes its exception."""
+    return _rebuild_failure(value.error, value.chain) if isinstance(value, RemoteFailure) else value
 
 
 BATCH_SECONDS = 0.002  # how often a task with a budget reads the clock, at most

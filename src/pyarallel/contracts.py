@@ -6,6 +6,9 @@ A plugin's factory hook (see :mod:`pyarallel.hookspecs`) returns one of these:
 - a :class:`RateLimiter` paces the start of every attempt;
 - a :class:`RetryPolicy` decides whether and when a failed item is tried again.
 
+Users may also pass a :class:`RateLimiter` or :class:`RetryPolicy` object, or a plugin's
+:class:`RateLimitSpec` or :class:`RetrySpec`, straight to ``rate_limit=`` and ``retry=``.
+
 The scheduler owns everything else (ordering, the input window, retries, timeouts,
 progress), so a backend only has to run what it is given.
 """
@@ -20,9 +23,72 @@ from pyarallel._errors import TaskLostError
 from pyarallel._result import RunStatus
 from pyarallel._values import FrozenValue
 
-__all__ = ["Backend", "RateLimiter", "RetryPolicy", "RunInfo", "RunSummary", "TaskLostError"]
+__all__ = [
+    "MAX_TASK_LOSSES",
+    "NO_CAPABILITIES",
+    "Backend",
+    "Capabilities",
+    "FailedAttempt",
+    "RateLimitSpec",
+    "RateLimiter",
+    "RetryDecision",
+    "RetryPolicy",
+    "RetrySpec",
+    "RunInfo",
+    "RunSummary",
+    "TaskLostError",
+]
 
 T = TypeVar("T")
+
+
+class Capabilities(FrozenValue):
+    """What a backend can do beyond running tasks: the optional parts of the contract,
+    declared by :attr:`Backend.capabilities`. A frozen value object; every field is
+    keyword-only, so a misspelt capability is a ``TypeError`` when the backend is built,
+    never silently ignored.
+
+    - ``task_seconds``: how long the backend would like one task to last, or ``None``.
+      When set, the scheduler groups tiny items into one task (a list of items) to
+      amortise the backend's per-task cost, measuring item durations as it goes; items
+      that take longer than ``task_seconds`` are always sent alone, and nothing is grouped
+      under a rate limit. When ``None``, every task carries one item.
+    - ``queue_ahead``: the backend runs exactly ``capacity`` tasks at a time and queues
+      the rest itself. The scheduler then keeps up to ``2 * capacity`` tasks submitted so
+      no worker waits between two tasks (never under a rate limit, where every call must
+      start as its token is drawn).
+    - ``in_caller_process``: tasks run in the scheduler's own process (threads). The
+      scheduler then hands a chunk's items out through a claim (``submit``'s extra
+      argument), so a chunk stuck behind an unexpectedly slow item gives its unstarted
+      items back to run elsewhere, and failures come back as they are. Otherwise (other
+      processes, other hosts) a failure travels with its traceback as text, and a chunk
+      that runs far longer than planned stops starting items and reports early.
+    """
+
+    __slots__ = ("in_caller_process", "queue_ahead", "task_seconds")
+    __match_args__ = ("task_seconds", "queue_ahead", "in_caller_process")
+    if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
+
+        @property
+        def task_seconds(self) -> float | None: ...
+        @property
+        def queue_ahead(self) -> bool: ...
+        @property
+        def in_caller_process(self) -> bool: ...
+
+    def __init__(
+        self, *, task_seconds: float | None = None, queue_ahead: bool = False, in_caller_process: bool = False
+    ) -> None:
+        from pyarallel._options import check_positive_number
+
+        if task_seconds is not None:
+            task_seconds = check_positive_number("Capabilities task_seconds", task_seconds)
+        for name, flag in (("queue_ahead", queue_ahead), ("in_caller_process", in_caller_process)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"Capabilities {name} must be True or False; got {flag!r}")
+        self._set("task_seconds", task_seconds)
+        self._set("queue_ahead", queue_ahead)
+        self._set("in_caller_process", in_caller_process)
 
 
 @runtime_checkable
@@ -30,29 +96,16 @@ class Backend(Protocol):
     """Where one run's tasks execute: the contract every executor plugin implements.
 
     A backend is built for one run by the ``pyarallel_executor`` hook and used from one
-    thread (the scheduler's). It may wrap a long-lived pool that outlives the run.
+    thread (the scheduler's). It may wrap a long-lived pool that outlives the run. The
+    scheduler keeps at most ``capacity`` tasks submitted and unfinished (twice that with
+    ``capabilities.queue_ahead``), so a backend need not queue much.
 
-    The scheduler keeps at most ``capacity`` tasks submitted and unfinished, so a backend
-    need not queue much. A backend that runs exactly ``capacity`` tasks at a time may set
-    ``queue_ahead = True``: the scheduler then keeps up to ``2 * capacity`` submitted so no
-    worker waits between two tasks (never under a rate limit, where every call must start
-    as its token is drawn).
-
-    Optionally, a backend may define:
-
-    - ``task_seconds``: how long it would like one task to last. The scheduler then groups
-      tiny items into one task (a list of items) to amortise the backend's per-task cost,
-      measuring item durations as it goes; items that take longer than ``task_seconds``
-      are always sent alone, and nothing is grouped under a rate limit. Without it every
-      task carries one item.
-    - ``shares_memory = True`` for a backend whose tasks run in the scheduler's own
-      process (threads): a chunk stuck behind an unexpectedly slow item then gives its
-      unstarted items back to be run elsewhere.
-    - ``until_ready()``, returning ``None`` when a task submitted now would start at once
-      (given a free worker), else a ``Future`` that is done once it would (worker
-      processes still starting). Under a rate limit the scheduler asks before drawing
-      each token and waits for that future, because the limit is measured where calls
-      start.
+    Every member below is required (a plain class attribute will do for ``name``,
+    ``capacity`` and ``capabilities``): the scheduler checks that the object the hook
+    returns has them, and that ``capabilities`` is a :class:`Capabilities`, before the run
+    starts, and refuses it with a ``TypeError`` naming what is missing. A backend without
+    optional capabilities declares ``capabilities = NO_CAPABILITIES`` and an
+    ``until_ready`` that returns ``None``.
     """
 
     @property
@@ -65,29 +118,46 @@ class Backend(Protocol):
         """How many tasks can run at the same time (the number of workers); at least 1."""
         ...
 
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do beyond running tasks (see :class:`Capabilities`)."""
+        ...
+
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
         """Schedule ``fn(*args)`` and return a future for its result.
 
         ``fn`` is pyarallel's task function for this run (a picklable object holding the
         user's function): the *same object* for every task of a run, so a backend that
         sends tasks to other processes or machines can send it once per worker and keep
-        it there. ``args`` hold one task's items (and, for backends with
-        ``shares_memory``, a claim object). ``fn`` reports every item's own outcome, so
-        the future fails only when the backend could not run the task:
+        it there. ``args`` hold one task's items (and, with
+        ``capabilities.in_caller_process``, a claim object). ``fn`` reports every item's
+        own outcome, so the future fails only when the backend could not run the task:
 
         - with one of pyarallel's :class:`~pyarallel.ItemError` subclasses when the task
           itself is at fault (:class:`~pyarallel.SerializationError` when it or its
           result cannot be sent, :class:`~pyarallel.WorkerCrashedError` when it is known
           to have killed its worker);
         - with :class:`~pyarallel.contracts.TaskLostError` when the worker running it went
-          away and the task is not known to be the cause; the scheduler runs its items
-          again without counting an attempt (see that class);
+          away (the cluster or pool still alive) and the task is not known to be the
+          cause; the scheduler runs its items again without counting an attempt, at most
+          :data:`MAX_TASK_LOSSES` times per item (see that class);
         - with any other exception when the backend could not take the task (its
           executor shut down or broken). A group's items are then tried in smaller groups,
           down to one, so only the item at fault fails; a raising ``submit`` counts the
           same.
 
         Callbacks added to the future may run in any thread.
+        """
+        ...
+
+    def until_ready(self) -> Future[None] | None:
+        """``None`` when a task submitted now would start at once (given a free worker),
+        else a ``Future`` that is done once it would (worker processes still starting, a
+        cluster still without workers).
+
+        Under a rate limit the scheduler asks before drawing each token and waits for
+        that future, because the limit is measured where calls start. Other runs never
+        ask.
         """
         ...
 
@@ -103,9 +173,25 @@ class Backend(Protocol):
         ...
 
 
+NO_CAPABILITIES = Capabilities()
+"""A backend without optional capabilities: one item per task, in another process."""
+
+MAX_TASK_LOSSES = 3
+"""How many times an item may be lost with its worker as a possible cause (running when
+its task was reported lost, ``TaskLostError`` with ``crashed=None``) and run again,
+uncounted, before it fails with :class:`~pyarallel.WorkerCrashedError`. Items that had not
+started, or whose worker was alive (``crashed=False``), run again without counting. A
+suspect runs alone and fails as soon as it is lost again alone, so the bound is a safety
+net for backends that keep losing tasks without a verdict."""
+
+
 @runtime_checkable
 class RateLimiter(Protocol):
-    """Paces the start of attempts. Must be safe to use from several threads at once."""
+    """Paces the start of attempts. Must be safe to use from several threads at once.
+
+    A ``RateLimiter`` may be passed as ``rate_limit=`` directly: every call given the
+    same object shares its budget.
+    """
 
     def try_acquire(self) -> float:
         """Take the right to start one call now.
@@ -118,16 +204,115 @@ class RateLimiter(Protocol):
 
 
 @runtime_checkable
+class RateLimitSpec(Protocol):
+    """A plugin's description of a rate limit, passed as ``rate_limit=``: an object that
+    builds the limiter for one call. Implement it to let ``rate_limit=YourSpec(...)``
+    type-check and work without any hook."""
+
+    def as_rate_limiter(self) -> RateLimiter:
+        """The limiter for one call (return the same object every time to share one
+        budget between calls). Called once per call, while the options are validated."""
+        ...
+
+
+class FailedAttempt(FrozenValue):
+    """What a :class:`RetryPolicy` is told about an attempt that failed. A frozen value.
+
+    ``index`` is the item's position in the input (from 0), ``attempt`` the number of the
+    attempt that failed (1 for the first), ``error`` its exception. ``first_started`` is
+    when the item's first attempt started and ``elapsed`` the seconds from then to this
+    failure, both on ``time.monotonic()``'s clock. The start is when the task carrying the
+    attempt began to run, as the task's own duration tells (time queued in the backend is
+    left out; the submission time where a task reports no duration). Attempts that were lost with
+    their worker and run again are not counted.
+    """
+
+    __slots__ = ("attempt", "elapsed", "error", "first_started", "index")
+    __match_args__ = ("index", "attempt", "error", "first_started", "elapsed")
+    if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
+
+        @property
+        def index(self) -> int: ...
+        @property
+        def attempt(self) -> int: ...
+        @property
+        def error(self) -> BaseException: ...
+        @property
+        def first_started(self) -> float: ...
+        @property
+        def elapsed(self) -> float: ...
+
+    def __init__(
+        self, index: int, attempt: int, error: BaseException, first_started: float, elapsed: float
+    ) -> None:
+        self._set("index", index)
+        self._set("attempt", attempt)
+        self._set("error", error)
+        self._set("first_started", first_started)
+        self._set("elapsed", elapsed)
+
+    def __hash__(self) -> int:
+        return hash((self.index, self.attempt))  # an exception need not hash by value
+
+
+class RetryDecision(FrozenValue):
+    """A :class:`RetryPolicy`'s answer when an item is to be tried again: after ``delay``
+    seconds (>= 0), during which the item occupies no worker. With ``pause_run``, no
+    attempt of any item of the run starts before the delay is over either (attempts
+    already running go on): for a failure that says the service, not the item, needs a
+    rest (an HTTP 429 or 503 with ``Retry-After``). A frozen value object.
+    """
+
+    __slots__ = ("delay", "pause_run")
+    __match_args__ = ("delay", "pause_run")
+    if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
+
+        @property
+        def delay(self) -> float: ...
+        @property
+        def pause_run(self) -> bool: ...
+
+    def __init__(self, delay: float, *, pause_run: bool = False) -> None:
+        from pyarallel._options import check_non_negative_number
+
+        seconds = check_non_negative_number("RetryDecision delay", delay)
+        if not isinstance(pause_run, bool):
+            raise TypeError(f"RetryDecision pause_run must be True or False; got {pause_run!r}")
+        self._set("delay", seconds)
+        self._set("pause_run", pause_run)
+
+
+@runtime_checkable
 class RetryPolicy(Protocol):
-    """Decides, after an item's attempt failed, whether and when to try it again."""
+    """Decides, after an item's attempt failed, whether and when to try it again.
 
-    def next_delay(self, attempt: int, error: BaseException) -> float | None:
-        """Return the seconds to wait before the next attempt, or ``None`` to give up.
+    A ``RetryPolicy`` may be passed as ``retry=`` directly. It must be safe to use from
+    several threads at once if it is shared between calls.
+    """
 
-        ``attempt`` is the number of the attempt that just failed (1 for the first) and
-        ``error`` its exception. The scheduler waits out the delay without occupying a
-        worker. May be called from any thread.
+    def decide(self, failed: FailedAttempt) -> RetryDecision | float | None:
+        """Answer for one failed attempt (see :class:`FailedAttempt`):
+
+        - ``None``: give up; the item fails with ``failed.error``, the last attempt's;
+        - a number of seconds (>= 0), or a :class:`RetryDecision`: try again after that
+          delay (optionally pausing the whole run).
+
+        The scheduler waits out the delay without occupying a worker, and the next
+        attempt draws a rate-limit token like any other. Called in the thread driving the
+        run (for the async API, the event loop's); an exception it raises ends the run
+        and propagates to the user's call.
         """
+        ...
+
+
+@runtime_checkable
+class RetrySpec(Protocol):
+    """A plugin's description of a retry policy, passed as ``retry=``: an object that
+    builds the policy for one call. Implement it to let ``retry=YourSpec(...)``
+    type-check and work without any hook."""
+
+    def as_retry_policy(self) -> RetryPolicy:
+        """The policy for one call. Called once per call, while the options are validated."""
         ...
 
 

@@ -163,8 +163,8 @@ def pyarallel_retry_policy(retry: object) -> RetryPolicy | None:
 
     When: once per call whose ``retry`` is not ``None``, while its options are validated
     (before any work starts), and once when a decorator validates its defaults. Thread:
-    as for ``pyarallel_rate_limiter``. The policy's ``next_delay`` may later be called
-    from any thread.
+    as for ``pyarallel_rate_limiter``. The policy's ``decide`` is later called in the
+    thread driving the run.
     """
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pyarallel._options import Retry
+from pyarallel.contracts import FailedAttempt
 from pyarallel.hookspecs import hookimpl
 
 
@@ -17,8 +18,9 @@ class ExponentialBackoff:
         self.retry = retry
         self._retry_on: tuple[type[BaseException], ...] = retry.on if retry.on is not None else (Exception,)
 
-    def next_delay(self, attempt: int, error: BaseException) -> float | None:
-        if attempt >= self.retry.attempts or not isinstance(error, self._retry_on):
+    def decide(self, failed: FailedAttempt) -> float | None:
+        attempt = failed.attempt
+        if attempt >= self.retry.attempts or not isinstance(failed.error, self._retry_on):
             return None
         delay = self.retry.delay(attempt)
         if self.retry.jitter:

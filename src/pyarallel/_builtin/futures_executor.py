@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from pyarallel._errors import SerializationError
 from pyarallel._tasks import function_label
+from pyarallel.contracts import Capabilities
 from pyarallel.hookspecs import hookimpl
 
 T = TypeVar("T")
@@ -29,15 +30,17 @@ T = TypeVar("T")
 class ExecutorBackend:
     """Adapts a caller-owned executor to the backend contract."""
 
-    task_seconds = 0.01  # unknown executor: group tiny items into ~10 ms tasks
-
     def __init__(self, executor: Executor, workers: int | None) -> None:
         self._executor = executor
         self.name = type(executor).__name__
         self.capacity = workers or _max_workers(executor)
-        # Tasks queued ahead would run at once on a pool larger than the workers asked for.
-        self.queue_ahead = workers is None
-        self.shares_memory = isinstance(executor, ThreadPoolExecutor)
+        self.capabilities = Capabilities(
+            task_seconds=0.01,  # unknown executor: group tiny items into ~10 ms tasks
+            # Tasks queued ahead would run at once on a pool larger than the workers asked for.
+            queue_ahead=workers is None,
+            # Threads of this process; any other executor is taken to run tasks elsewhere.
+            in_caller_process=isinstance(executor, ThreadPoolExecutor),
+        )
         self._pending: set[Future[Any]] = set()
         self._lock = threading.Lock()
         self._pickles_tasks = _is_standard_process_pool(executor)
@@ -59,6 +62,9 @@ class ExecutorBackend:
             self._pending.add(future)
         future.add_done_callback(self._forget)
         return future
+
+    def until_ready(self) -> None:
+        return None  # the executor's business
 
     def _pickling_error(self, fn: object) -> Exception | None:
         """Why the executor cannot pickle ``fn``, or None (found once per function)."""

@@ -21,6 +21,7 @@ from concurrent.futures import Executor, Future
 from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
+from pyarallel.contracts import Capabilities
 from pyarallel.hookspecs import hookimpl
 
 T = TypeVar("T")
@@ -154,9 +155,11 @@ class ThreadBackend:
     size is kept; given back when the run completes, torn down when it ends early."""
 
     name = NAME
-    queue_ahead = True  # the pool has exactly `capacity` threads
-    task_seconds = 0.002  # a task costs the pool ~10-20 µs; group tiny items to ~2 ms
-    shares_memory = True  # tasks run in this process: a stalled chunk's items can be taken back
+    capabilities = Capabilities(
+        task_seconds=0.002,  # a task costs the pool ~10-20 µs; group tiny items to ~2 ms
+        queue_ahead=True,  # the pool has exactly `capacity` threads
+        in_caller_process=True,  # a stalled chunk's items can be taken back
+    )
 
     def __init__(self, workers: int | None) -> None:
         self.capacity = workers if workers is not None else default_thread_count()
@@ -164,6 +167,9 @@ class ThreadBackend:
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
         return self._pool.submit(fn, *args)
+
+    def until_ready(self) -> None:
+        return None  # threads start at once
 
     def close(self, *, abort: bool) -> None:
         if abort:

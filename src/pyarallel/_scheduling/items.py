@@ -22,16 +22,28 @@ class Item:
     ``suspect`` marks an item that was running when its worker was lost: it runs alone
     with nothing else in flight, so that if it is lost again it is known to be the cause.
     ``last_error`` is the exception of its last failed attempt (kept as the cause if the
-    run times out before it finishes).
+    run times out before it finishes). ``first_started`` is when its first counted attempt
+    started; ``losses`` how many times its task was lost with its worker.
     """
 
     # A plain class, not a dataclass: building a dataclass costs about 1 ms of import time.
-    __slots__ = ("attempts", "group_limit", "index", "last_error", "payload", "suspect")
+    __slots__ = (
+        "attempts",
+        "first_started",
+        "group_limit",
+        "index",
+        "last_error",
+        "losses",
+        "payload",
+        "suspect",
+    )
 
-    def __init__(self, index: int, payload: Any, attempts: int = 0) -> None:
+    def __init__(self, index: int, payload: Any, attempts: int = 0, first_started: float = 0.0) -> None:
         self.index = index
         self.payload = payload
         self.attempts = attempts
+        self.first_started = first_started
+        self.losses = 0
         self.group_limit = UNLIMITED
         self.suspect = False
         self.last_error: BaseException | None = None
@@ -49,15 +61,17 @@ class Task:
     the scheduler next to nothing. Other tasks carry ``Item``s that already have a life of
     their own (admitted one at a time, retried, or given back); their ``start`` is -1.
     ``isolated`` is set on a task that runs a suspect with nothing else in flight.
+    ``started_at`` is when it was submitted.
     """
 
-    __slots__ = ("_items", "isolated", "payloads", "start")
+    __slots__ = ("_items", "isolated", "payloads", "start", "started_at")
 
     def __init__(self, payloads: list[Any], start: int = -1, items: list[Item] | None = None) -> None:
         self.payloads = payloads
         self.start = start
         self._items = items
         self.isolated = False
+        self.started_at = 0.0
 
     @classmethod
     def of(cls, items: list[Item]) -> Task:
@@ -77,7 +91,10 @@ class Task:
     def items(self) -> list[Item]:
         """The task's items (a block's are made on first use, on their first attempt)."""
         if self._items is None:
-            self._items = [Item(index, payload, 1) for index, payload in enumerate(self.payloads, self.start)]
+            started = self.started_at
+            self._items = [
+                Item(index, payload, 1, started) for index, payload in enumerate(self.payloads, self.start)
+            ]
         return self._items
 
     def indices(self) -> Iterator[int]:

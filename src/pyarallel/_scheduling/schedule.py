@@ -38,7 +38,7 @@ from pyarallel._scheduling.pacer import Pacer
 from pyarallel._scheduling.quarantine import Quarantine
 from pyarallel._scheduling.reclaim import Reclaimer
 from pyarallel._tasks import ChunkClaim
-from pyarallel.contracts import RateLimiter, RetryPolicy
+from pyarallel.contracts import MAX_TASK_LOSSES, FailedAttempt, RateLimiter, RetryDecision, RetryPolicy
 
 __all__ = ["MAX_BARREN_ROUNDS", "Schedule"]
 
@@ -99,6 +99,7 @@ class Schedule:
         self._reclaimer = Reclaimer(self.chunk_budget) if reclaim and self.chunk_budget else None
         self._pacer = Pacer(limiter) if limiter is not None else None
         self._retry = retry
+        self._paused_until: float | None = None  # a retry decision paused the run until then
         self._ready: deque[Item] = deque()  # admitted, waiting for a worker
         self._backoff = Backoff()
         self._quarantine = Quarantine(give_up_after=MAX_BARREN_ROUNDS * self._max_in_flight)
@@ -173,6 +174,8 @@ class Schedule:
         self._ready.extend(self._backoff.release(now))
         if self._pacer is not None:
             self._pacer.token_due = None  # no token is due while nothing may start
+        if self._paused(now):
+            return False
         return self._quarantine.has_suspects or self._ensure_ready()
 
     def next_tasks(self, now: float) -> list[Task]:
@@ -182,6 +185,8 @@ class Schedule:
         self._ready.extend(self._backoff.release(now))
         if self._pacer is not None:
             self._pacer.token_due = None  # set again below if a draw is refused
+        if self._paused(now):
+            return []
         if self._quarantine.active:
             return self._next_isolated_task(now)
         if self._pacer is not None:
@@ -195,6 +200,15 @@ class Schedule:
             self._start(task, now)
             tasks.append(task)
         return tasks
+
+    def _paused(self, now: float) -> bool:
+        """True while a retry decision with ``pause_run`` holds every start back."""
+        if self._paused_until is None:
+            return False
+        if now < self._paused_until:
+            return True
+        self._paused_until = None
+        return False
 
     def _next_paced_tasks(self, now: float, pacer: Pacer) -> list[Task]:
         """``next_tasks`` under a rate limit: one item per task, each drawing a token.
@@ -223,6 +237,11 @@ class Schedule:
         return [task]
 
     def _start(self, task: Task, now: float) -> None:
+        task.started_at = now
+        if task.has_items:
+            for item in task.items():
+                if item.attempts == 1:
+                    item.first_started = now
         self._running.add(task)
         if self._reclaimer is not None and len(task) > 1:
             self._reclaimer.watch(task, now)
@@ -290,7 +309,7 @@ class Schedule:
 
     def wake_at(self) -> float | None:
         """When ``next_tasks`` may have something new to start without any task finishing."""
-        times = [self.token_due, self._backoff.next_ready]
+        times = [self.token_due, self._backoff.next_ready, self._paused_until]
         if self._reclaimer is not None:
             times.append(self._reclaimer.next_deadline)
         return min((t for t in times if t is not None), default=None)
@@ -316,8 +335,10 @@ class Schedule:
         reported = self._reclaimer.finished(task) if self._reclaimer is not None else 0
         if isinstance(values, BaseException):
             return self._fail_whole(task, values, now)
-        if seconds is not None and self._chunks is not None and values:
-            self._chunks.observe(seconds, len(values))
+        if seconds is not None:
+            self._ran_from(task, now - seconds)
+            if self._chunks is not None and values:
+                self._chunks.observe(seconds, len(values))
         if reported:  # the first ``reported`` items were settled when the task was reclaimed
             values = values[reported:]
             failed = [position - reported for position in failed if position >= reported]
@@ -334,6 +355,18 @@ class Schedule:
             self._settle(item, position not in failures, value, now)
             for position, (item, value) in enumerate(zip(task.items(), values, strict=True))
         ]
+
+    @staticmethod
+    def _ran_from(task: Task, began: float) -> None:
+        """The task began running at ``began`` (its end, less the time it ran): time spent
+        queued in the backend is not part of its items' first attempt."""
+        if began <= task.started_at:
+            return
+        task.started_at = began
+        if task.has_items:
+            for item in task.items():
+                if item.attempts == 1:
+                    item.first_started = began
 
     def _fail_whole(self, task: Task, error: BaseException, now: float) -> list[Event]:
         """The backend could not run ``task`` as a whole. The task function reports each
@@ -361,6 +394,7 @@ class Schedule:
             events.append(self._settle(items.crashed, False, error, now))
         else:
             self._quarantine.lost_without_progress()
+        events.extend(self._lost_too_often(items.suspects, lost, now))
         if self._quarantine.giving_up:
             # Tasks keep being lost with nothing finishing: give up on their items. These
             # failures are no progress, so the next lost task fails at once as well.
@@ -373,6 +407,22 @@ class Schedule:
         self._give_back(items.innocent)
         return events
 
+    def _lost_too_often(self, items: list[Item], lost: TaskLostError, now: float) -> list[Event]:
+        """Count one more loss for each of ``items`` (the suspects of a lost task: items
+        that may have caused it); those lost more than ``MAX_TASK_LOSSES`` times fail (and
+        leave ``items``), the rest run again. Innocent items (not started, or whose worker
+        was alive) are not counted: another item's crash is no fault of theirs."""
+        events: list[Event] = []
+        kept: list[Item] = []
+        for item in items:
+            item.losses += 1
+            if item.losses > MAX_TASK_LOSSES:
+                events.append(self._settle(item, False, _lost_error(item, lost), now, progress=False))
+            else:
+                kept.append(item)
+        items[:] = kept
+        return events
+
     def _settle_block(self, task: Task, values: list[Any], failed: list[int], now: float) -> list[Event]:
         """A block's items: each run of consecutive successes as one ``Successes`` (the
         whole block, in the common case), each failure on its own."""
@@ -383,7 +433,9 @@ class Schedule:
             if position > settled:
                 events.append(self._succeed_run(start + settled, values[settled:position]))
             item = (
-                items[position] if items is not None else Item(start + position, task.payloads[position], 1)
+                items[position]
+                if items is not None
+                else Item(start + position, task.payloads[position], 1, task.started_at)
             )
             events.append(self._settle(item, False, values[position], now))
             settled = position + 1
@@ -407,7 +459,7 @@ class Schedule:
             if isinstance(error, ItemError) and error.index is None:
                 error.index = item.index
             item.last_error = error
-            delay = self._retry.next_delay(item.attempts, error) if self._retry is not None else None
+            delay = self._retry_delay(item, error, now) if self._retry is not None else None
             if delay is not None:
                 self.retries += 1
                 self._backoff.wait(item, now + delay)
@@ -419,6 +471,20 @@ class Schedule:
         self._input.finished(1)
         self.done += 1
         return result
+
+    def _retry_delay(self, item: Item, error: BaseException, now: float) -> float | None:
+        """Ask the retry policy about ``item``'s failed attempt: the delay before the next
+        one (a pause of the whole run is recorded), or None to give up."""
+        assert self._retry is not None
+        failed = FailedAttempt(item.index, item.attempts, error, item.first_started, now - item.first_started)
+        answer = self._retry.decide(failed)
+        if answer is None:
+            return None
+        if isinstance(answer, RetryDecision):
+            if answer.pause_run:
+                self._paused_until = max(self._paused_until or now, now + answer.delay)
+            return answer.delay
+        return _checked_delay(self._retry, answer)
 
     def _give_back(self, items: list[Item]) -> None:
         """Return ``items``, unstarted (the attempt uncounted), to the front of READY."""
@@ -461,6 +527,29 @@ class Schedule:
 def _crash_error(item: Item, lost: TaskLostError, *, alone: bool) -> WorkerCrashedError:
     message = f"its worker died again while it ran alone, so it is the cause ({lost})" if alone else str(lost)
     error = WorkerCrashedError(message, index=item.index)
+    error.__cause__ = lost.__cause__
+    return error
+
+
+def _checked_delay(policy: RetryPolicy, answer: object) -> float:
+    """A policy's answer that is a number of seconds, else a ``TypeError`` or ``ValueError``
+    naming the policy (a bad answer ends the run: the policy is broken, not the item)."""
+    if isinstance(answer, bool) or not isinstance(answer, int | float):
+        raise TypeError(
+            f"the retry policy {policy!r} answered {answer!r}; decide() must return None, a "
+            "number of seconds >= 0 or a RetryDecision"
+        )
+    if not answer >= 0:  # negative or NaN
+        raise ValueError(f"the retry policy {policy!r} answered a delay of {answer!r}; it must be >= 0")
+    return float(answer)
+
+
+def _lost_error(item: Item, lost: TaskLostError) -> WorkerCrashedError:
+    error = WorkerCrashedError(
+        f"its task was lost with its worker {item.losses} times (at most {MAX_TASK_LOSSES} are run "
+        f"again): {lost}",
+        index=item.index,
+    )
     error.__cause__ = lost.__cause__
     return error
 
