@@ -706,6 +706,41 @@ def test_without_any_pyarallel_entry_point_the_metadata_machinery_is_never_impor
 
 
 @pytest.mark.timeout(90)
+def test_entry_points_on_the_path_load_without_the_metadata_machinery(tmp_path: Path) -> None:
+    # The scan reads entry_points.txt and METADATA itself: importlib.metadata costs tens
+    # of milliseconds of a first call. The entry point names an attribute of its module,
+    # and a second copy of the same distribution later on the path is not loaded.
+    _install_distribution_without_plugins(tmp_path)
+    _install_demo_distribution(tmp_path)
+    (tmp_path / "demo_pyarallel_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "# the plugin\n[console_scripts]\ndemo-tool = x:y\n\n"
+        "[pyarallel]\ndemo = demo_pyarallel_plugin:plugin_module [extra]\n"
+    )
+    (tmp_path / "demo_pyarallel_plugin.py").write_text(
+        DEMO_PLUGIN + "\nimport sys\nplugin_module = sys.modules[__name__]\n"
+    )
+    later = tmp_path / "later"
+    later.mkdir()
+    shadowed = later / "demo_pyarallel_plugin-0.2.dist-info"
+    shadowed.mkdir()
+    (shadowed / "METADATA").write_text("Metadata-Version: 2.1\nName: demo_pyarallel_plugin\nVersion: 0.2\n")
+    (shadowed / "entry_points.txt").write_text("[pyarallel]\nshadow = no_such_module\n")
+    report = _run_python(
+        PROBE.replace(
+            '"values": values,', '"values": values, "metadata": "importlib.metadata" in sys.modules,'
+        ),
+        pythonpath=Path(os.pathsep.join([str(tmp_path), str(later)])),
+        isolated_from=_scratch(tmp_path),
+    )
+    assert report["values"] == [2, 4, 6]
+    assert report["metadata"] is False
+    assert {"name": "demo", "executors": ["demo"], "distribution": "demo-pyarallel-plugin 0.1"} in report[
+        "plugins"
+    ]
+    assert "shadow" not in [p["name"] for p in report["plugins"]]
+
+
+@pytest.mark.timeout(90)
 def test_one_pyarallel_entry_point_among_other_distributions_is_found(tmp_path: Path) -> None:
     _install_distribution_without_plugins(tmp_path)
     _install_demo_distribution(tmp_path)
