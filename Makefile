@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+ABS_BIN = $(abspath $(BIN))
+# The plugin distributions shipped beside the core, each with its own tests.
+PLUGINS := plugins/pyarallel-tenacity
 
 .PHONY: demo test lint typecheck pytest bench bench-quick bench-options clean
 
@@ -14,8 +17,8 @@ $(VENV)/.installed-base: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml $(PLUGINS:%=%/pyproject.toml) | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]' $(PLUGINS:%=-e %)
 	touch $@ $(VENV)/.installed-base
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
@@ -25,17 +28,21 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-base
 	$(BIN)/python examples/demo.py
 
-LINTED := $(wildcard src tests examples benchmarks)
+LINTED := $(wildcard src tests examples benchmarks plugins)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 
+# Each plugin is checked and tested from its own directory, with its own configuration,
+# as its own distribution would be.
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy --strict src
+	for plugin in $(PLUGINS); do (cd $$plugin && $(ABS_BIN)/mypy --strict src) || exit 1; done
 
 pytest: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	for plugin in $(PLUGINS); do (cd $$plugin && $(ABS_BIN)/python -m pytest $(PYTEST_ARGS)) || exit 1; done
 
 test: lint typecheck pytest
 

@@ -61,7 +61,9 @@ class ExecutorBackend:
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
-        return future
+        if self.capabilities.in_caller_process:
+            return future
+        return _with_pickling_errors_named(future, self.name)
 
     def until_ready(self) -> None:
         return None  # the executor's business
@@ -90,6 +92,40 @@ class ExecutorBackend:
                 pending = list(self._pending)
             for future in pending:
                 future.cancel()
+
+
+def _with_pickling_errors_named(future: Future[T], executor_name: str) -> Future[T]:
+    """``future``'s outcome, with a failure to pickle a task's items or its result (the
+    executor's pickler raised) as a ``SerializationError``, so that the item at fault is
+    told why, as on the built-in process executor."""
+    outcome: Future[T] = Future()
+
+    def copy(done: Future[T]) -> None:
+        if done.cancelled():
+            outcome.cancel()
+            return
+        error = done.exception()
+        if error is None:
+            outcome.set_result(done.result())
+        elif _is_pickling_error(error):
+            failure = SerializationError(
+                f"the item's arguments or result could not be pickled by {executor_name}: {error!r}"
+            )
+            failure.__cause__ = error
+            outcome.set_exception(failure)
+        else:
+            outcome.set_exception(error)
+
+    future.add_done_callback(copy)
+    return outcome
+
+
+def _is_pickling_error(error: BaseException) -> bool:
+    import pickle
+
+    if isinstance(error, pickle.PicklingError):
+        return True
+    return isinstance(error, TypeError | AttributeError) and "pickle" in str(error).lower()
 
 
 def _is_standard_process_pool(executor: Executor) -> bool:
