@@ -7,7 +7,7 @@ ABS_BIN = $(abspath $(BIN))
 # The plugin distributions shipped beside the core, each with its own tests.
 PLUGINS := plugins/pyarallel-tenacity
 
-.PHONY: demo test lint typecheck pytest bench bench-quick bench-options clean
+.PHONY: demo test lint typecheck pytest bench bench-quick bench-options hook-docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-base
 	$(BIN)/python examples/demo.py
 
-LINTED := $(wildcard src tests examples benchmarks plugins)
+LINTED := $(wildcard src tests examples benchmarks plugins docs)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check $(LINTED)
@@ -55,6 +55,10 @@ bench-quick: $(VENV)/.installed-bench
 
 bench-options: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/options.py $(BENCH_ARGS)
+
+# The hook reference in docs/plugins.md is generated from pyarallel/hookspecs.py.
+hook-docs: $(VENV)/.installed-base
+	$(BIN)/python docs/hook_reference.py
 
 clean:
 	rm -rf $(VENV) .venv-* .pytest_cache .mypy_cache .ruff_cache .hypothesis
