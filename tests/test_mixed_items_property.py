@@ -281,7 +281,11 @@ def expected(kind: str, backend: Backend, case_: Case) -> Expected:
         )
     if backend.pyarallel_pickles:
         return Expected((SerializationError,))
-    return Expected((TypeError, pickle.PicklingError))  # whatever the user's executor reports
+    # A caller's process pool: what its pickler refuses is named a SerializationError; an
+    # exception that cannot be rebuilt here arrives as whatever unpickling raised.
+    if kind == UNRESTORABLE_EXC:
+        return Expected((SerializationError, TypeError, pickle.PicklingError))
+    return Expected((SerializationError,))
 
 
 def check_outcomes(outcomes: dict[int, ItemResult[Any]], case_: Case, backend: Backend) -> None:
