@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ABS_BIN = $(abspath $(BIN))
 # The plugin distributions shipped beside the core, each with its own tests.
-PLUGINS := plugins/pyarallel-tenacity
+PLUGINS := plugins/pyarallel-dask plugins/pyarallel-tenacity
 
 .PHONY: demo test lint typecheck pytest bench bench-quick bench-options hook-docs clean
 
@@ -21,14 +21,14 @@ $(VENV)/.installed-test: pyproject.toml $(PLUGINS:%=%/pyproject.toml) | $(BIN)/p
 	$(BIN)/python -m pip install -q -e '.[test]' $(PLUGINS:%=-e %)
 	touch $@ $(VENV)/.installed-base
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[bench]'
+$(VENV)/.installed-bench: pyproject.toml plugins/pyarallel-dask/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[bench]' -e plugins/pyarallel-dask
 	touch $@ $(VENV)/.installed-base
 
 demo: $(VENV)/.installed-base
 	$(BIN)/python examples/demo.py
 
-LINTED := $(wildcard src tests examples benchmarks plugins docs)
+LINTED := $(wildcard src tests examples benchmarks plugins docs/*.py)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check $(LINTED)

@@ -19,6 +19,7 @@ from workloads import (
     w6_streaming,
     w7_import,
     w8_large_function,
+    w9_cluster,
 )
 
 __all__ = ["REGISTRY", "get"]
@@ -34,6 +35,7 @@ REGISTRY: dict[str, Workload] = {
         w6_streaming,
         w7_import,
         w8_large_function,
+        w9_cluster,
     )
 }
 
