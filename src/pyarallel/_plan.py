@@ -300,8 +300,10 @@ _BACKEND_MEMBERS = ("name", "capacity", "capabilities", "submit", "until_ready",
 
 def _check_backend(executor: object, backend: object) -> None:
     """Raise ``TypeError`` unless the plugin's answer for ``executor`` fulfils the
-    ``Backend`` contract (members checked by name: cheaper than a protocol check)."""
-    missing = [member for member in _BACKEND_MEMBERS if not hasattr(backend, member)]
+    ``Backend`` contract (members checked by name, on the class or the instance, so that
+    no property is evaluated: a backend may compute its ``capacity`` lazily)."""
+    kind, own = type(backend), getattr(backend, "__dict__", {})
+    missing = [member for member in _BACKEND_MEMBERS if not hasattr(kind, member) and member not in own]
     problem = f"lacks {', '.join(missing)}" if missing else ""
     if not missing and not isinstance(backend.capabilities, Capabilities):  # type: ignore[attr-defined]
         problem = f"has capabilities={backend.capabilities!r}, not a pyarallel.contracts.Capabilities"  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ __all__ = [
     "ChunkClaim",
     "RemoteFailure",
     "RemoteTraceback",
+    "StoppableClaim",
     "TaskFunction",
     "TaskReport",
     "received",
@@ -73,8 +74,17 @@ class TaskFunction:
         self.budget = budget
         self.portable = fn if portable is None else portable
 
-    def __call__(self, payloads: Sequence[Any], claim: ChunkClaim | None = None) -> TaskReport:
-        """Run ``fn`` on each payload and report every outcome (see ``run_task``)."""
+    def __call__(
+        self,
+        payloads: Sequence[Any],
+        claim: ChunkClaim | None = None,
+        *,
+        stop: Callable[[], bool] | None = None,
+    ) -> TaskReport:
+        """Run ``fn`` on each payload and report every outcome (see ``run_task``); ``stop``
+        is asked before each item after the first (see ``pyarallel.worker.run_task``)."""
+        if stop is not None and claim is None and len(payloads) > 1:
+            claim = StoppableClaim(len(payloads), self.budget, stop)
         return run_task(self.fn, self.star, payloads, self.remote, claim=claim, budget=self.budget)
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -205,6 +215,27 @@ class ChunkClaim:
         with self._lock:
             self._limit = self._next
             return self._next
+
+
+class StoppableClaim(ChunkClaim):
+    """A claim for a task running outside the scheduler's process: it hands the items out
+    until ``stop()`` says the task was cancelled, or the task has run for ``budget``
+    seconds (the first item always runs)."""
+
+    __slots__ = ("_stop", "_stop_at")
+
+    def __init__(self, size: int, budget: float | None, stop: Callable[[], bool]) -> None:
+        super().__init__(size)
+        self._stop_at = None if budget is None else time.perf_counter() + budget
+        self._stop = stop
+
+    def take(self) -> int | None:
+        if self.values:
+            if self._stop():
+                return None
+            if self._stop_at is not None and time.perf_counter() >= self._stop_at:
+                return None
+        return super().take()
 
 
 def _claimed(payloads: Sequence[Any], claim: ChunkClaim) -> Iterator[Any]:

@@ -22,7 +22,8 @@ import time
 from typing import Any
 
 from pyarallel._errors import SerializationError
-from pyarallel._tasks import PROGRESS_SLOT, RemoteFailure
+from pyarallel._tasks import PROGRESS_SLOT
+from pyarallel.worker import dumps_outcome
 
 __all__ = ["FunctionRef", "SlotRef", "rendezvous", "run"]
 
@@ -52,7 +53,7 @@ def run(function: FunctionRef, payloads: bytes, slot: SlotRef | None) -> bytes:
         message = f"the item's arguments could not be unpickled in the worker process: {error!r}"
         raise SerializationError(message) from error
     if slot is None:
-        return _dumps_outcome(fn(*args))
+        return dumps_outcome(fn(*args))
     view, first = _view(slot[0]), slot[1]
     view[first] = os.getpid()
     token = PROGRESS_SLOT.set((view, first + 1))
@@ -60,7 +61,7 @@ def run(function: FunctionRef, payloads: bytes, slot: SlotRef | None) -> bytes:
         outcome = fn(*args)
     finally:
         PROGRESS_SLOT.reset(token)
-    pickled = _dumps_outcome(outcome)
+    pickled = dumps_outcome(outcome)
     view[first] = -os.getpid()  # done: if this worker dies now, it is not this task's doing
     return pickled
 
@@ -104,73 +105,3 @@ def _view(path: str) -> memoryview:
             mapping = mmap.mmap(file.fileno(), 0)
         view = _views[path] = memoryview(mapping).cast("q")
     return view
-
-
-def _dumps_outcome(outcome: Any) -> bytes:
-    """Pickle a task's outcome; for a task report, a value or exception that cannot make
-    the trip back becomes its item's ``SerializationError``."""
-    import cloudpickle
-
-    report = _as_report(outcome)
-    if report is not None and report[1]:
-        _check_exceptions(report)
-    try:
-        return cloudpickle.dumps(outcome)  # type: ignore[no-any-return]
-    except Exception as error:
-        if report is None:
-            raise SerializationError(f"the task's outcome could not be pickled: {error!r}") from None
-    _replace_unpicklable_values(report)
-    return cloudpickle.dumps(outcome)  # type: ignore[no-any-return]
-
-
-def _as_report(outcome: Any) -> tuple[list[Any], list[int], float] | None:
-    if (
-        isinstance(outcome, tuple)
-        and len(outcome) == 3
-        and isinstance(outcome[0], list)
-        and isinstance(outcome[1], list)
-    ):
-        return outcome
-    return None
-
-
-def _check_exceptions(report: tuple[list[Any], list[int], float]) -> None:
-    """Replace each exception that would not survive the trip (it cannot be pickled, or
-    cannot be unpickled, such as one whose ``__init__`` takes two arguments). Its causes
-    and contexts travel apart from it: one of them that cannot make the trip is replaced
-    in its chain, on arrival, and costs the exception nothing (see ``RemoteFailure``)."""
-    import cloudpickle
-
-    values = report[0]
-    for position in report[1]:
-        try:
-            cloudpickle.loads(cloudpickle.dumps(values[position]))
-        except Exception as error:
-            values[position] = _unsendable(values[position], "the exception it raised", error)
-
-
-def _replace_unpicklable_values(report: tuple[list[Any], list[int], float]) -> None:
-    import cloudpickle
-
-    values, failed = report[0], report[1]
-    failures = set(failed)
-    for position, value in enumerate(values):
-        if position in failures:
-            continue
-        try:
-            cloudpickle.dumps(value)
-        except Exception as error:
-            values[position] = _unsendable(value, "the value it returned", error)
-            failed.append(position)
-    failed.sort()
-
-
-def _unsendable(value: Any, what: str, error: Exception) -> Any:
-    """A ``SerializationError`` standing for ``value`` (with the original traceback as its
-    note, for an exception)."""
-    if isinstance(value, RemoteFailure):
-        failure = SerializationError(
-            f"{what} could not be sent back from the worker process ({error!r}): {value.error!r}"
-        )
-        return value.standing_in(failure)
-    return SerializationError(f"{what} could not be sent back from the worker process: {error!r}")

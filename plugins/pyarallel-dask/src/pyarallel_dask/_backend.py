@@ -407,7 +407,7 @@ _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
 def _label(fn: object) -> str:
     """How messages name the user's function behind ``fn`` (pyarallel's task function)."""
-    from pyarallel._tasks import function_label
+    from pyarallel.worker import function_label
 
     return function_label(fn)
 
