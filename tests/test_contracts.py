@@ -68,7 +68,10 @@ def test_capabilities_are_frozen_values() -> None:
     assert NO_CAPABILITIES == Capabilities()
     with pytest.raises(dataclasses.FrozenInstanceError):
         caps.queue_ahead = False  # type: ignore[misc]
-    assert repr(caps) == "Capabilities(task_seconds=0.5, queue_ahead=True, in_caller_process=False)"
+    assert repr(caps) == (
+        "Capabilities(task_seconds=0.5, queue_ahead=True, in_caller_process=False, "
+        "reports_idle_workers=False)"
+    )
 
 
 class _Plugin:
@@ -484,3 +487,39 @@ def test_items_of_a_pool_taken_down_by_another_item_are_never_failed_for_it() ->
         driver.schedule._quarantine.progress()  # other items of the run finish meanwhile
     driver.run_to_end()
     assert driver.results[0].ok
+
+
+# -- a backend whose readiness tells an idle worker from a busy one ----------------------------
+
+
+@pytest.mark.parametrize(("paced_queue_ahead", "in_flight"), [(False, 2), (True, 4)])
+def test_under_a_rate_limit_only_a_backend_reporting_idle_workers_gets_tasks_queued_ahead(
+    paced_queue_ahead: bool, in_flight: int
+) -> None:
+    from pyarallel._scheduling import Schedule
+
+    class Unlimited:
+        def try_acquire(self) -> float:
+            return 0.0
+
+    schedule = Schedule(
+        iter(range(20)),
+        total=20,
+        window=None,
+        capacity=2,
+        limiter=Unlimited(),
+        retry=None,
+        queue_ahead=True,
+        paced_queue_ahead=paced_queue_ahead,
+    )
+    started = []
+    while tasks := schedule.next_tasks(0.0):
+        started.extend(tasks)
+    assert len(started) == in_flight
+
+
+def test_capabilities_reports_idle_workers_is_a_flag() -> None:
+    assert not NO_CAPABILITIES.reports_idle_workers
+    assert Capabilities(queue_ahead=True, reports_idle_workers=True).reports_idle_workers
+    with pytest.raises(TypeError, match="reports_idle_workers must be True or False"):
+        Capabilities(reports_idle_workers=None)  # type: ignore[arg-type]

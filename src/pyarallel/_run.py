@@ -52,6 +52,7 @@ class Run:
             task_seconds=capabilities.task_seconds,
             queue_ahead=capabilities.queue_ahead,
             reclaim=capabilities.in_caller_process,
+            paced_queue_ahead=capabilities.reports_idle_workers,
             clock=time.monotonic,
             deadline=self.deadline,
         )

@@ -63,10 +63,16 @@ class Capabilities(FrozenValue):
       items back to run elsewhere, and failures come back as they are. Otherwise (other
       processes, other hosts) a failure travels with its traceback as text, and a chunk
       that runs far longer than planned stops starting items and reports early.
+    - ``reports_idle_workers``: ``until_ready()`` answers ``None`` only while a worker is
+      idle right now (not merely started), and its future is done once one is. Under a
+      rate limit a ``queue_ahead`` backend then gets up to ``2 * capacity`` tasks
+      submitted as well, each token still drawn only when ``until_ready()`` says a worker
+      is idle: a task whose result is still on its way back (a cluster's round trip) no
+      longer holds a worker's slot, so the limit is kept however long that trip takes.
     """
 
-    __slots__ = ("in_caller_process", "queue_ahead", "task_seconds")
-    __match_args__ = ("task_seconds", "queue_ahead", "in_caller_process")
+    __slots__ = ("in_caller_process", "queue_ahead", "reports_idle_workers", "task_seconds")
+    __match_args__ = ("task_seconds", "queue_ahead", "in_caller_process", "reports_idle_workers")
     if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
 
         @property
@@ -75,20 +81,33 @@ class Capabilities(FrozenValue):
         def queue_ahead(self) -> bool: ...
         @property
         def in_caller_process(self) -> bool: ...
+        @property
+        def reports_idle_workers(self) -> bool: ...
 
     def __init__(
-        self, *, task_seconds: float | None = None, queue_ahead: bool = False, in_caller_process: bool = False
+        self,
+        *,
+        task_seconds: float | None = None,
+        queue_ahead: bool = False,
+        in_caller_process: bool = False,
+        reports_idle_workers: bool = False,
     ) -> None:
         from pyarallel._options import check_positive_number
 
         if task_seconds is not None:
             task_seconds = check_positive_number("Capabilities task_seconds", task_seconds)
-        for name, flag in (("queue_ahead", queue_ahead), ("in_caller_process", in_caller_process)):
+        flags = {
+            "queue_ahead": queue_ahead,
+            "in_caller_process": in_caller_process,
+            "reports_idle_workers": reports_idle_workers,
+        }
+        for name, flag in flags.items():
             if not isinstance(flag, bool):
                 raise TypeError(f"Capabilities {name} must be True or False; got {flag!r}")
         self._set("task_seconds", task_seconds)
         self._set("queue_ahead", queue_ahead)
         self._set("in_caller_process", in_caller_process)
+        self._set("reports_idle_workers", reports_idle_workers)
 
 
 @runtime_checkable

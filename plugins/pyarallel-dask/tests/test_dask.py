@@ -380,6 +380,25 @@ def test_until_ready_waits_for_the_first_worker() -> None:
         backend.close(abort=False)
 
 
+@pytest.mark.timeout(60)
+def test_until_ready_says_busy_while_every_thread_runs_a_task_of_the_run(client: Client) -> None:
+    # reports_idle_workers: under a rate limit a token is drawn only for an idle thread,
+    # even with more tasks than threads in flight (results on their way back).
+    backend = DaskBackend(client)
+    assert backend.capabilities.reports_idle_workers
+    assert backend.capacity == 2
+    assert backend.until_ready() is None
+    running = [backend.submit(time.sleep, 0.5) for _ in range(2)]
+    busy = backend.until_ready()
+    assert busy is not None
+    assert not busy.done()
+    busy.result(timeout=30)  # one of them finished on the cluster: a thread is idle
+    assert backend.until_ready() is None
+    for future in running:
+        future.result(timeout=30)
+    backend.close(abort=False)
+
+
 # -- other ways to get a cluster -------------------------------------------------------------
 
 

@@ -73,6 +73,7 @@ class Schedule:
         task_seconds: float | None = None,
         queue_ahead: bool = True,
         reclaim: bool = False,
+        paced_queue_ahead: bool = False,
         clock: Callable[[], float] = time.monotonic,
         deadline: float | None = None,
     ) -> None:
@@ -89,8 +90,11 @@ class Schedule:
         # Without a rate limit, a pool backend (``queue_ahead``) gets a second task per
         # worker queued so no worker waits for the scheduler between two tasks. A
         # rate-limited call must start when its token is drawn, and a coroutine starts as
-        # soon as it is created, so then nothing is queued ahead.
-        self._max_in_flight = 2 * capacity if queue_ahead and limiter is None else capacity
+        # soon as it is created, so then nothing is queued ahead, unless the backend's
+        # readiness tells an idle worker from a busy one (``paced_queue_ahead``): the
+        # driver then draws each token only once a worker is idle.
+        ahead = queue_ahead and (limiter is None or paced_queue_ahead)
+        self._max_in_flight = 2 * capacity if ahead else capacity
         chunking = bool(task_seconds) and limiter is None
         self._chunks = ChunkSizer(task_seconds) if chunking and task_seconds else None
         # A chunk that runs far longer than planned (an item in it is unexpectedly slow)

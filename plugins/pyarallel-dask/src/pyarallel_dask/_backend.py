@@ -79,8 +79,14 @@ class DaskBackend:
         self._workers = workers
         # Tasks queued ahead would run at once on a cluster with more threads than the
         # ``workers`` asked for: with a cap, exactly ``workers`` tasks are in flight.
+        # until_ready() tells an idle worker thread from a busy one (it counts the tasks
+        # the cluster has not finished), so under a rate limit a task whose result is
+        # still on its way back does not hold a thread's slot.
         self.capabilities = Capabilities(
-            task_seconds=TASK_SECONDS, queue_ahead=workers is None, in_caller_process=False
+            task_seconds=TASK_SECONDS,
+            queue_ahead=workers is None,
+            in_caller_process=False,
+            reports_idle_workers=True,
         )
         self._total = total
         self._capacity: int | None = None
@@ -97,6 +103,8 @@ class DaskBackend:
         self._ready_until = 0.0  # the cluster was seen with a worker: taken as ready till then
         self._refreshing = False  # a look at the cluster's workers is under way
         self._waiting: Future[None] | None = None
+        self._on_cluster = 0  # tasks submitted that the cluster has not finished
+        self._idle_waiter: Future[None] | None = None  # done when one of them finishes
         self._closed = False
 
     # -- the contract ---------------------------------------------------------------------
@@ -149,21 +157,37 @@ class DaskBackend:
                 future.cancel()
                 return future
             self._tasks[key] = _Task(future, dask_future, size)
+            self._on_cluster += 1
             if self._gatherer is None:
                 self._gatherer = threading.Thread(
                     target=self._gather_loop, name=f"pyarallel-dask-{self._run_id}", daemon=True
                 )
                 self._gatherer.start()
-        dask_future.add_done_callback(self._finished.put)
+        dask_future.add_done_callback(self._finished_on_cluster)
         return future
 
+    def _finished_on_cluster(self, dask_future: Any) -> None:
+        """A task finished on the cluster (its result is yet to be fetched): its thread is
+        idle again."""
+        with self._lock:
+            self._on_cluster -= 1
+            waiter, self._idle_waiter = self._idle_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._finished.put(dask_future)
+
     def until_ready(self) -> Future[None] | None:
-        """None when the cluster has a worker; else a future done once it has one.
+        """None when a worker thread is idle: the cluster has a worker, and fewer of the
+        run's tasks are unfinished on it than it has threads. Else a future done once one
+        is (a worker arrives, a task finishes).
 
         Asked before every rate-limit token, so it answers from the last look at the
         cluster, and looks again in the background once that look is
         ``READY_FOR_SECONDS`` old (only the first look, or one that found no worker,
         waits for the scheduler's answer)."""
+        busy = self._all_threads_busy()
+        if busy is not None:
+            return busy
         if time.monotonic() < self._ready_until:
             return None
         waiting = self._waiting
@@ -182,6 +206,16 @@ class DaskBackend:
             target=self._wait_for_a_worker, args=(waiting,), name="pyarallel-dask-ready", daemon=True
         ).start()
         return waiting
+
+    def _all_threads_busy(self) -> Future[None] | None:
+        """A future done when one of the run's tasks finishes on the cluster, if as many
+        are unfinished there as the run may keep busy; else None."""
+        with self._lock:
+            if self._on_cluster < self.capacity:
+                return None
+            if self._idle_waiter is None:
+                self._idle_waiter = Future()
+            return self._idle_waiter
 
     def close(self, *, abort: bool) -> None:
         with self._lock:
