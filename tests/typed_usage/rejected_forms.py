@@ -62,6 +62,10 @@ def rejected_calls() -> None:
     parallel_map(double_plain, [1], timeout="1")  # type: ignore[arg-type]
     parallel_map(double_plain, [1], batch_size=2.5)  # type: ignore[arg-type]
     parallel_map(double_plain, [1], rate_limit="10")  # type: ignore[arg-type]
+    # An object that is no limiter, policy or spec (nothing a plugin declares).
+    parallel_map(double_plain, [1], retry=3)  # type: ignore[arg-type]
+    parallel_map(double_plain, [1], retry=lambda attempt: 1.0)  # type: ignore[arg-type]
+    parallel_map(double_plain, [1], rate_limit=object())  # type: ignore[arg-type]
     parallel_map(double_plain, [1], on_progress=one_argument)  # type: ignore[arg-type]
     parallel_starmap(double_plain, [(1,)], workers="4")  # type: ignore[arg-type]
     parallel_iter(double_plain, [1], workers="4")  # type: ignore[arg-type]
