@@ -523,3 +523,63 @@ def test_capabilities_reports_idle_workers_is_a_flag() -> None:
     assert Capabilities(queue_ahead=True, reports_idle_workers=True).reports_idle_workers
     with pytest.raises(TypeError, match="reports_idle_workers must be True or False"):
         Capabilities(reports_idle_workers=None)  # type: ignore[arg-type]
+
+
+class PauseOnFirstFailure:
+    """Answers the first failure of the run with a pause of the whole run."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.paused_at: float | None = None
+
+    def decide(self, failed: FailedAttempt) -> RetryDecision | None:
+        if self.paused_at is None:
+            self.paused_at = time.monotonic()
+            return RetryDecision(self.seconds, pause_run=True)
+        return None
+
+
+def _pausing_run_items() -> tuple[Callable[[int], int], list[tuple[int, float]], threading.Lock]:
+    starts: list[tuple[int, float]] = []
+    lock = threading.Lock()
+    failed_once = threading.Event()
+
+    def work(x: int) -> int:
+        with lock:
+            starts.append((x, time.monotonic()))
+        if x == 0 and not failed_once.is_set():
+            failed_once.set()
+            raise ConnectionError("429: slow down")
+        return x
+
+    return work, starts, lock
+
+
+@pytest.mark.timeout(60)
+def test_a_pause_run_decision_holds_every_start_of_a_real_run_back() -> None:
+    policy = PauseOnFirstFailure(0.3)
+    work, starts, _ = _pausing_run_items()
+    result = parallel_map(work, range(6), workers=1, retry=policy)
+    assert result.values() == list(range(6))
+    assert policy.paused_at is not None
+    # After item 0's failed attempt, only the task already queued in the pool (one per
+    # worker ahead: item 1) may start during the pause; nothing is submitted during it.
+    during = [x for x, at in starts[1:] if at < policy.paused_at + 0.3 * 0.95]
+    assert during in ([], [1])
+    assert len(starts) == 7
+
+
+@pytest.mark.timeout(60)
+def test_a_pause_run_decision_holds_the_async_run_back_too() -> None:
+    import asyncio
+
+    policy = PauseOnFirstFailure(0.3)
+    work, starts, _ = _pausing_run_items()
+
+    async def awork(x: int) -> int:
+        return work(x)
+
+    result = asyncio.run(async_parallel_map(awork, range(6), concurrency=1, retry=policy))
+    assert result.values() == list(range(6))
+    assert policy.paused_at is not None
+    assert min(at for _, at in starts[1:]) >= policy.paused_at + 0.3 * 0.95

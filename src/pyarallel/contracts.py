@@ -277,8 +277,9 @@ class FailedAttempt(FrozenValue):
 class RetryDecision(FrozenValue):
     """A :class:`RetryPolicy`'s answer when an item is to be tried again: after ``delay``
     seconds (>= 0), during which the item occupies no worker. With ``pause_run``, no
-    attempt of any item of the run starts before the delay is over either (attempts
-    already running go on): for a failure that says the service, not the item, needs a
+    attempt of any item of the run is submitted before the delay is over either (attempts
+    already submitted go on, including a task a ``queue_ahead`` backend holds queued for a
+    worker): for a failure that says the service, not the item, needs a
     rest (an HTTP 429 or 503 with ``Retry-After``). A frozen value object.
     """
 
