@@ -741,6 +741,20 @@ def test_entry_points_on_the_path_load_without_the_metadata_machinery(tmp_path: 
 
 
 @pytest.mark.timeout(90)
+def test_an_egg_info_directory_s_entry_point_is_found_with_its_pkg_info(tmp_path: Path) -> None:
+    (tmp_path / "demo_pyarallel_plugin.py").write_text(DEMO_PLUGIN)
+    egg_info = tmp_path / "demo_pyarallel_plugin.egg-info"
+    egg_info.mkdir()
+    (egg_info / "PKG-INFO").write_text(
+        "Metadata-Version: 1.0\nName: legacy-demo\nVersion: 0.3\n\nName: not-this\n"
+    )
+    (egg_info / "entry_points.txt").write_text("[pyarallel]\ndemo = demo_pyarallel_plugin\n")
+    report = _run_python(PROBE, pythonpath=tmp_path, isolated_from=_scratch(tmp_path))
+    assert report["values"] == [2, 4, 6]
+    assert {"name": "demo", "executors": ["demo"], "distribution": "legacy-demo 0.3"} in report["plugins"]
+
+
+@pytest.mark.timeout(90)
 def test_one_pyarallel_entry_point_among_other_distributions_is_found(tmp_path: Path) -> None:
     _install_distribution_without_plugins(tmp_path)
     _install_demo_distribution(tmp_path)
