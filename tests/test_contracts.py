@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -305,16 +305,41 @@ class ElapsedBudget:
         return 0.01 if failed.elapsed < self.seconds else None
 
 
-def test_a_retry_policy_object_is_used_as_it_is() -> None:
+def _fails_for_the_first_two(x: int) -> int:
+    if x < 2:
+        raise ConnectionError(x)
+    return x
+
+
+@pytest.fixture(params=["thread", "process", "ThreadPoolExecutor", "ProcessPoolExecutor"])
+def any_executor(request: pytest.FixtureRequest) -> Iterator[object]:
+    """Each kind of executor a policy may serve: the built-ins and a caller's pools."""
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    if request.param in ("thread", "process"):
+        yield request.param
+        return
+    pool_type = ThreadPoolExecutor if request.param == "ThreadPoolExecutor" else ProcessPoolExecutor
+    with pool_type(2) as pool:
+        yield pool
+
+
+@pytest.mark.timeout(60)
+def test_a_retry_policy_object_is_used_as_it_is(any_executor: object) -> None:
+    # Two failing items among 300 tiny ones: the first attempts travel grouped, the
+    # retries alone; the policy is told the same state wherever the items run.
     policy = ElapsedBudget(0.2)
     started = time.monotonic()
-
-    def always_fails(x: int) -> int:
-        raise ConnectionError(x)
-
-    result = parallel_map(always_fails, [0, 1], retry=policy, workers=2)
-    assert [type(error) for _, error in result.failures()] == [ConnectionError, ConnectionError]
+    result = parallel_map(
+        _fails_for_the_first_two, range(300), retry=policy, workers=2, executor=any_executor
+    )
+    assert [(index, type(error)) for index, error in result.failures()] == [
+        (0, ConnectionError),
+        (1, ConnectionError),
+    ]
+    assert [value for _, value in result.successes()] == list(range(2, 300))
     by_item = {index: [f for f in policy.told if f.index == index] for index in (0, 1)}
+    assert {f.index for f in policy.told} == {0, 1}
     for told in by_item.values():
         assert len(told) >= 2  # retried until the budget ran out
         assert [f.attempt for f in told] == list(range(1, len(told) + 1))
