@@ -319,9 +319,15 @@ def any_executor(request: pytest.FixtureRequest) -> Iterator[object]:
     if request.param in ("thread", "process"):
         yield request.param
         return
-    pool_type = ThreadPoolExecutor if request.param == "ThreadPoolExecutor" else ProcessPoolExecutor
-    with pool_type(2) as pool:
-        yield pool
+    if request.param == "ThreadPoolExecutor":
+        with ThreadPoolExecutor(2) as threads:
+            yield threads
+        return
+    import multiprocessing
+
+    # spawn: forking a process that runs threads may deadlock the child.
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as processes:
+        yield processes
 
 
 @pytest.mark.timeout(60)
