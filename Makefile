@@ -5,7 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ABS_BIN = $(abspath $(BIN))
 # The plugin distributions shipped beside the core, each with its own tests.
-PLUGINS := plugins/pyarallel-dask plugins/pyarallel-tenacity
+PLUGINS := plugins/pyarallel-dask plugins/pyarallel-redis plugins/pyarallel-tenacity
+# pyarallel-redis's tests start a real redis-server (the Debian package), installed if absent.
+REDIS_SERVER := $(shell command -v redis-server 2>/dev/null || echo /usr/bin/redis-server)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck pytest bench bench-quick bench-options hook-docs clean
 
@@ -40,7 +43,11 @@ typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy --strict src
 	for plugin in $(PLUGINS); do (cd $$plugin && $(ABS_BIN)/mypy --strict src) || exit 1; done
 
-pytest: $(VENV)/.installed-test
+$(REDIS_SERVER):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server
+
+pytest: $(VENV)/.installed-test $(REDIS_SERVER)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	for plugin in $(PLUGINS); do (cd $$plugin && $(ABS_BIN)/python -m pytest $(PYTEST_ARGS)) || exit 1; done
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +41,52 @@ class FixedInterval:
     seconds: float
 
 
-class CountingLimiter:
+class SimpleReservation:
+    """A reservation of a :class:`SimpleLimiter`: ``try_acquire`` asks the limiter's own
+    ``try_acquire``; the rest of its life (cancelled, finished, throttled) is recorded on
+    the limiter."""
+
+    def __init__(self, limiter: SimpleLimiter, item: object, lane: Hashable = None) -> None:
+        self.limiter = limiter
+        self.item = item
+        self.lane = lane
+
+    def try_acquire(self) -> float:
+        return self.limiter.try_acquire()
+
+    def cancel(self) -> None:
+        self.limiter.cancelled.append(self.item)
+
+    def finished(self, result: ItemResult[Any]) -> None:
+        self.limiter.finished.append(result)
+
+    def throttled(self, pause: float | None) -> None:
+        self.limiter.throttles.append(pause)
+
+
+class SimpleLimiter:
+    """A base for a test's own rate limiter of one budget and no keys, written as the old
+    contract's ``try_acquire()``: ``request(item)`` gives a :class:`SimpleReservation` that
+    asks it. Records the items requested and what the scheduler told their reservations."""
+
+    def __init__(self) -> None:
+        self.requested: list[object] = []
+        self.cancelled: list[object] = []
+        self.finished: list[ItemResult[Any]] = []
+        self.throttles: list[float | None] = []
+
+    def request(self, item: object) -> SimpleReservation:
+        self.requested.append(item)
+        return SimpleReservation(self, item)
+
+    def try_acquire(self) -> float:
+        """``0.0`` to grant one call now, else the seconds to wait (taking nothing)."""
+        raise NotImplementedError
+
+
+class CountingLimiter(SimpleLimiter):
     def __init__(self, spec: FixedInterval) -> None:
+        super().__init__()
         self.spec = spec
         self.grants: list[float] = []
         self.denials = 0

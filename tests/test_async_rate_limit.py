@@ -3,8 +3,8 @@ blocking and the async worlds.
 
 - the limiter paces async calls without blocking the event loop (a heartbeat task keeps
   its cadence during a rate-limited run);
-- one ``TokenBucket`` used at once from a thread (``parallel_map``) and from two event
-  loops (``async_parallel_map``) never grants two calls closer than its interval;
+- one ``Limiter`` used at once from a thread (``parallel_map``) and from two event loops
+  (``async_parallel_map``) never grants two calls closer than its interval;
 - every attempt, retries included, draws a token;
 - rate-limiter and retry-policy plugins serve ``parallel_map`` and ``async_parallel_map``
   alike.
@@ -17,12 +17,13 @@ import itertools
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import pyarallel
 from pyarallel import (
+    Limiter,
     ParallelResult,
     RateLimit,
     Retry,
@@ -32,32 +33,31 @@ from pyarallel import (
     async_parallel_map,
     parallel_map,
 )
-from pyarallel._builtin import token_bucket
-from pyarallel._builtin.token_bucket import TokenBucket
 from pyarallel.contracts import FailedAttempt
 
-# The token bucket lets a caller that woke late make up at most this fraction of an
-# interval (0 if the bucket has no such allowance), so n grants span at least
-# (n - 1 - CATCH_UP) intervals and no two grants are closer than (1 - CATCH_UP) intervals.
-CATCH_UP = float(getattr(token_bucket, "CATCH_UP", 0.0))
+if TYPE_CHECKING:
+    from pyarallel._limiting.limiter import _Reservation
 
 
 def min_span(grants: int, interval: float) -> float:
-    """The least time ``grants`` grants of a limiter with ``interval`` can span."""
-    return (grants - 1 - CATCH_UP) * interval - 1e-6
+    """The least time ``grants`` grants of a limiter with ``interval`` can span: a
+    ``Limiter`` of one ``RateLimit`` (burst 1) never grants two calls closer than that."""
+    return (grants - 1) * interval - 1e-6
 
 
 class Boom(Exception):
     pass
 
 
-class LoggedTokenBucket(TokenBucket):
-    """The built-in ``TokenBucket``, logging every grant with the exact instant the bucket
-    decided it (the clock reading taken under the bucket's lock) and the thread it was
-    granted to. The pacing logic is entirely the parent's."""
+class LoggedLimiter(Limiter):
+    """The built-in ``Limiter`` of one limit of ``rate`` calls per second, logging every
+    grant with the exact instant the limiter decided it (the clock reading taken under
+    the limiter's lock) and the thread it was granted to. The pacing logic is entirely the
+    parent's."""
 
     def __init__(self, rate: float) -> None:
-        super().__init__(rate)
+        super().__init__(RateLimit(rate))
+        self.interval = 1.0 / rate
         self._reading = threading.local()
         self._clock = self._read_clock
         self.grants: list[tuple[float, str]] = []
@@ -68,8 +68,8 @@ class LoggedTokenBucket(TokenBucket):
         self._reading.now = now
         return now
 
-    def try_acquire(self) -> float:
-        wait = super().try_acquire()
+    def _try_acquire(self, reservation: _Reservation) -> float:
+        wait = super()._try_acquire(reservation)
         if wait == 0.0:
             self.grants.append((self._reading.now, threading.current_thread().name))
         else:
@@ -246,7 +246,7 @@ def test_tokens_granted_equal_attempts_with_retry_and_task_timeout() -> None:
     """Counted at the limiter itself: one grant per attempt, including attempts cancelled by
     ``task_timeout`` and retried, and never two grants closer than the interval."""
     spec = SharedSpec()
-    bucket = LoggedTokenBucket(rate=40)
+    limiter = LoggedLimiter(rate=40)
     attempts: Counter[int] = Counter()
 
     async def hangs_first(x: int) -> int:
@@ -255,7 +255,7 @@ def test_tokens_granted_equal_attempts_with_retry_and_task_timeout() -> None:
             await asyncio.Event().wait()  # cancelled by task_timeout, then retried
         return x
 
-    with registered(SharedLimiterPlugin(spec, bucket), "test-async-rate-limit-count"):
+    with registered(SharedLimiterPlugin(spec, limiter), "test-async-rate-limit-count"):
         result = asyncio.run(
             async_parallel_map(
                 hangs_first,
@@ -268,13 +268,13 @@ def test_tokens_granted_equal_attempts_with_retry_and_task_timeout() -> None:
         )
     assert result == list(range(6))
     assert attempts == Counter({0: 1, 1: 2, 2: 1, 3: 2, 4: 1, 5: 2})
-    assert len(bucket.grants) == sum(attempts.values()) == 9
-    times = sorted(t for t, _ in bucket.grants)
-    assert min(b - a for a, b in itertools.pairwise(times)) >= (1 - CATCH_UP) * bucket.interval - 1e-6
-    assert times[-1] - times[0] >= min_span(9, bucket.interval)
+    assert len(limiter.grants) == sum(attempts.values()) == 9
+    times = sorted(t for t, _ in limiter.grants)
+    assert min(b - a for a, b in itertools.pairwise(times)) >= limiter.interval - 1e-6
+    assert times[-1] - times[0] >= min_span(9, limiter.interval)
 
 
-# -- the token bucket itself ---------------------------------------------------------------------
+# -- the limiter itself -------------------------------------------------------------------------
 
 
 class FakeClock:
@@ -286,16 +286,19 @@ class FakeClock:
 
 
 @pytest.mark.timeout(30)
-def test_token_bucket_never_grants_two_calls_closer_than_its_interval() -> None:
-    """Deterministic (a fake clock): callers poll every 7 ms, some of them late, for 3 s."""
-    bucket = TokenBucket(10.0)  # one call every 0.1 s
+def test_limiter_never_grants_two_calls_closer_than_its_interval() -> None:
+    """Deterministic (a fake clock): a caller polls every 7 ms, often late, for 3 s, asking
+    for one call at a time (a new reservation once the last one was granted)."""
+    limiter = Limiter(RateLimit(10.0))  # one call every 0.1 s
     clock = FakeClock(1000.0)
-    bucket._clock = clock  # the bucket's own injection point for its time source
+    limiter._clock = clock  # the limiter's own injection point for its time source
     grants: list[float] = []
+    reservation = limiter.request(0)
     for step in range(430):
         clock.now = 1000.0 + step * 0.007
-        if bucket.try_acquire() == 0.0:
+        if reservation.try_acquire() == 0.0:
             grants.append(clock.now)
+            reservation = limiter.request(step)
     gaps = [b - a for a, b in itertools.pairwise(grants)]
     assert len(grants) >= 25
     assert grants[1] - grants[0] >= 0.1 - 1e-9  # the first call at once, the second one interval later
@@ -303,31 +306,39 @@ def test_token_bucket_never_grants_two_calls_closer_than_its_interval() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_token_bucket_refusals_say_how_long_to_wait() -> None:
-    bucket = TokenBucket(4.0)  # one call every 0.25 s
+def test_limiter_refusals_say_how_long_to_wait() -> None:
+    limiter = Limiter(RateLimit(4.0))  # one call every 0.25 s
     clock = FakeClock(50.0)
-    bucket._clock = clock
-    assert bucket.try_acquire() == 0.0
-    wait = bucket.try_acquire()
+    limiter._clock = clock
+    assert limiter.request("a").try_acquire() == 0.0
+    second = limiter.request("b")
+    wait = second.try_acquire()
     assert 0 < wait <= 0.25
     clock.now += wait / 2
-    assert 0 < bucket.try_acquire() <= wait / 2 + 1e-9  # still refused, and nothing was taken
+    assert 0 < second.try_acquire() <= wait / 2 + 1e-9  # still refused, and nothing was taken
     clock.now += wait / 2 + 1e-9
-    assert bucket.try_acquire() == 0.0  # granted when it said
+    assert second.try_acquire() == 0.0  # granted when it said
+    # A reservation refused and then given up took nothing: the next call is due one
+    # interval after the last grant, as if it had never asked.
+    third = limiter.request("c")
+    assert third.try_acquire() == pytest.approx(0.25)
+    third.cancel()
+    clock.now += 0.25
+    assert limiter.request("d").try_acquire() == 0.0
 
 
 # -- one limiter, three event loops/threads ------------------------------------------------------
 
 
 @pytest.mark.timeout(60)
-def test_one_token_bucket_shared_by_a_thread_and_two_event_loops() -> None:
-    """A plugin hands the same ``TokenBucket`` to every run using ``spec``; a blocking run in
+def test_one_limiter_shared_by_a_thread_and_two_event_loops() -> None:
+    """A plugin hands the same ``Limiter`` to every run using ``spec``; a blocking run in
     one thread and async runs in two event loops (each in its own thread) draw from it at
     the same time, and no two grants, whoever they went to, are closer than the interval."""
     spec = SharedSpec()
     rate, per_run = 25.0, 8
-    bucket = LoggedTokenBucket(rate)
-    plugin = SharedLimiterPlugin(spec, bucket)
+    limiter = LoggedLimiter(rate)
+    plugin = SharedLimiterPlugin(spec, limiter)
     start = threading.Barrier(3)
     outcomes: dict[str, Any] = {}
     calls: Counter[str] = Counter()
@@ -387,20 +398,20 @@ def test_one_token_bucket_shared_by_a_thread_and_two_event_loops() -> None:
 
     for name in ("sync", "loop-a", "loop-b"):
         assert outcomes[name] == list(range(per_run)), outcomes[name]
-    assert plugin.asked >= 3  # every run asked the plugin and got the one shared bucket
+    assert plugin.asked >= 3  # every run asked the plugin and got the one shared limiter
     assert calls["sync"] == calls["loop-a"] == calls["loop-b"] == per_run
 
-    grants = sorted(bucket.grants)
+    grants = sorted(limiter.grants)
     assert len(grants) == 3 * per_run
     assert Counter(name for _, name in grants) == dict.fromkeys(("sync", "loop-a", "loop-b"), per_run)
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(grants)]
-    # No two grants closer than the interval, less the bucket's documented catch-up
-    # allowance (a shared bucket without a lock would grant several calls at one instant).
-    assert min(gaps) >= (1 - CATCH_UP) * bucket.interval - 1e-6, min(gaps)
-    assert grants[-1][0] - grants[0][0] >= min_span(3 * per_run, bucket.interval)
+    # No two grants closer than the interval (a shared limiter without a lock would grant
+    # several calls at one instant).
+    assert min(gaps) >= limiter.interval - 1e-6, min(gaps)
+    assert grants[-1][0] - grants[0][0] >= min_span(3 * per_run, limiter.interval)
     # the three runs really ran at the same time, competing for the tokens
     assert max(began for began, _ in spans.values()) < min(ended for _, ended in spans.values()), spans
-    assert bucket.refusals > 0
+    assert limiter.refusals > 0
 
 
 # -- plugins serve both worlds -------------------------------------------------------------------

@@ -249,6 +249,7 @@ def test_unsized_input_draws_exactly_one_token_per_attempt(register: Callable[..
     limiter = plugin.limiters[-1]
     assert limiter.denials == 0
     assert len(limiter.grants) == n  # none drawn and wasted when the input ran out
+    assert limiter.requested == list(range(n))  # and no reservation asked for nothing
 
     failing = [3, 14, 25, 36, 47]
     fn = FailingOnce(failing)
@@ -266,6 +267,7 @@ def test_unsized_input_draws_exactly_one_token_per_attempt(register: Callable[..
     limiter = plugin.limiters[-1]
     assert limiter.denials == 0
     assert len(limiter.grants) == n + len(failing)  # every attempt, retries included, took one
+    assert len(limiter.requested) == n + len(failing)  # with a reservation of its own
 
 
 # -- progress and observers see every item once ----------------------------------------------------

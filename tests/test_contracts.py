@@ -1,7 +1,8 @@
 """The plugin contracts a third party builds on: typed backend capabilities checked when a
 backend is built, the state a retry policy is given and the answers it may return (a
-delay, give up, a pause of the whole run), limiter and policy objects and plugin specs
-passed straight to ``rate_limit=``/``retry=``, and the bound on lost tasks."""
+delay, give up, a pause: of the run's starts, or under a rate limit of the limiter the
+attempt drew from), limiter and policy objects and plugin specs passed straight to
+``rate_limit=``/``retry=``, and the bound on lost tasks."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 
 from pyarallel import (
+    Limiter,
+    RateLimit,
     Retry,
     WorkerCrashedError,
     async_parallel_map,
@@ -35,8 +38,8 @@ from pyarallel.contracts import (
     RetryPolicy,
     RetrySpec,
 )
-from support import PoolBackend
-from test_schedule import Driver, FakeClock, ScriptedRetry, lost, make
+from support import PoolBackend, SimpleLimiter
+from test_schedule import Driver, FakeClock, ScriptedLimiter, ScriptedRetry, lost, make
 
 # -- capabilities ------------------------------------------------------------------------
 
@@ -193,6 +196,9 @@ def test_the_policy_is_told_index_attempt_error_and_times() -> None:
     ]
     assert [f.first_started for f in retry.failures] == [10.0, 10.0, 10.0]
     assert [f.elapsed for f in retry.failures] == [0.5, 3.0, 6.25]
+    # the run's attempts so far (items 0 and 1, then each retry of item 1) and the retries
+    # decided before this failure
+    assert [(f.run_calls, f.run_retries) for f in retry.failures] == [(2, 0), (3, 1), (4, 2)]
     assert str(driver.results[1].error) == "three"  # the last attempt's error
 
 
@@ -222,15 +228,21 @@ def test_a_retried_items_first_start_stays_its_first_attempts() -> None:
     assert [(f.first_started, f.elapsed) for f in retry.failures] == [(1.75, 0.25), (1.75, 2.25)]
 
 
-def test_a_retry_decision_with_pause_run_holds_every_start_back() -> None:
-    class PauseOnce:
-        def __init__(self) -> None:
-            self.asked = 0
+class PauseOnce:
+    """Answers an item's first failure with ``RetryDecision(5.0, ...)`` (pausing, by
+    default), then gives up."""
 
-        def decide(self, failed: FailedAttempt) -> RetryDecision | None:
-            self.asked += 1
-            return RetryDecision(5.0, pause_run=True) if failed.attempt == 1 else None
+    def __init__(self, *, pause: bool = True, throttled: bool = False) -> None:
+        self.pause = pause
+        self.throttled = throttled
 
+    def decide(self, failed: FailedAttempt) -> RetryDecision | None:
+        if failed.attempt == 1:
+            return RetryDecision(5.0, pause=self.pause, throttled=self.throttled)
+        return None
+
+
+def test_a_retry_decision_with_pause_holds_every_start_back() -> None:
     driver = Driver(make(range(4), retry=PauseOnce(), capacity=1))
     (first,) = driver.start(now=0.0)
     events = driver.finish(first, ([ValueError("429")], [0], None), now=1.0)
@@ -241,6 +253,32 @@ def test_a_retry_decision_with_pause_run_holds_every_start_back() -> None:
     started = driver.start(now=6.0)
     assert started  # the pause is over
     driver.run_to_end(now=6.0)
+    assert sorted(driver.results) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("decision", "told"),
+    [
+        ({"pause": True}, [5.0]),  # the service asked for 5 s: the limiter is paused that long
+        ({"pause": False, "throttled": True}, [None]),  # throttled, no wait asked
+        ({"pause": False}, []),  # a plain delay says nothing about the service
+    ],
+)
+def test_under_a_rate_limit_a_pause_goes_to_the_limiter_not_the_run(
+    decision: dict[str, bool], told: list[float | None]
+) -> None:
+    # The limiter the attempt drew from holds what shares its budget; the run itself does
+    # not stop asking it (a keyed limiter pauses only that key).
+    limiter = ScriptedLimiter()
+    driver = Driver(make(range(4), retry=PauseOnce(**decision), capacity=1, limiter=limiter))
+    (first,) = driver.start(now=0.0)
+    events = driver.finish(first, ([ValueError("429")], [0], None), now=1.0)
+    assert [type(event) for event in events] == [RetryEvent]
+    assert limiter.throttles == told
+    assert [result.index for result in limiter.finished] == [0]  # told before throttled
+    (second,) = driver.start(now=1.0)  # the limiter grants it: the run is not paused
+    assert second.payloads == [1]
+    driver.run_to_end(now=1.0)
     assert sorted(driver.results) == [0, 1, 2, 3]
 
 
@@ -280,11 +318,17 @@ def test_a_policy_answer_that_is_no_delay_ends_the_run_naming_the_policy(
 
 
 def test_retry_decision_validates_its_fields() -> None:
-    assert RetryDecision(0) == RetryDecision(0.0, pause_run=False)
+    assert RetryDecision(0) == RetryDecision(0.0, pause=False)
+    assert RetryDecision(0) == RetryDecision(0.0, pause=False, throttled=False)
+    assert RetryDecision(1.0, pause=True) == RetryDecision(1.0, pause=True, throttled=True)
+    assert RetryDecision(1.0, pause=True).throttled  # a pause counts as a throttle
+    assert not RetryDecision(1.0, throttled=True).pause
     with pytest.raises(ValueError, match="RetryDecision delay"):
         RetryDecision(-0.5)
-    with pytest.raises(TypeError, match="pause_run must be True or False"):
-        RetryDecision(1.0, pause_run=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="pause must be True or False"):
+        RetryDecision(1.0, pause=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="throttled must be True or False"):
+        RetryDecision(1.0, throttled="yes")  # type: ignore[arg-type]
 
 
 # -- objects passed straight through ---------------------------------------------------------
@@ -352,6 +396,14 @@ def test_a_retry_policy_object_is_used_as_it_is(any_executor: object) -> None:
         assert told[-1].elapsed >= 0.2 > told[-2].elapsed
         assert len({f.first_started for f in told}) == 1
         assert started <= told[0].first_started <= told[-1].first_started + told[-1].elapsed
+    # The run's counts as the policy saw them, in the order it was asked: the retries it had
+    # decided (it retries while elapsed < 0.2 s), and the attempts started so far, never
+    # more than every first attempt plus every retry decided.
+    for k, failed in enumerate(policy.told):
+        assert failed.run_retries == sum(earlier.elapsed < 0.2 for earlier in policy.told[:k])
+        assert failed.run_retries < failed.run_calls <= 300 + failed.run_retries
+    calls = [failed.run_calls for failed in policy.told]
+    assert calls == sorted(calls)
 
 
 def test_the_same_policy_object_serves_the_async_api() -> None:
@@ -368,11 +420,12 @@ def test_the_same_policy_object_serves_the_async_api() -> None:
     assert {f.index for f in policy.told} == {0}
 
 
-class OneAtATime:
+class OneAtATime(SimpleLimiter):
     """A rate limiter of a user's own: grants a call only every ``interval`` seconds,
     across every call it is given to."""
 
     def __init__(self, interval: float) -> None:
+        super().__init__()
         self.interval = interval
         self.granted: list[float] = []
         self._lock = threading.Lock()
@@ -402,6 +455,8 @@ def test_a_rate_limiter_object_is_shared_by_every_call_given_it() -> None:
         thread.join()
     assert results == [list(range(10))] * 2
     assert len(limiter.granted) == 20  # one budget for both calls
+    assert len(limiter.requested) == 20  # one reservation per attempt, none cancelled
+    assert limiter.cancelled == []
     gaps = [b - a for a, b in zip(limiter.granted, limiter.granted[1:], strict=False)]
     assert min(gaps) >= 0.02 * 0.9
 
@@ -476,6 +531,41 @@ def test_a_spec_whose_product_breaks_the_contract_is_refused() -> None:
         parallel_map(abs, [1], retry=BadSpec())  # type: ignore[arg-type]
 
 
+class _OldContractLimiter:
+    """A limiter of the contract before reservations: ``try_acquire()``, no ``request()``."""
+
+    def try_acquire(self) -> float:
+        return 0.0
+
+
+def test_a_limiter_without_request_is_refused() -> None:
+    class OldSpec:
+        def as_rate_limiter(self) -> object:
+            return _OldContractLimiter()
+
+    assert not isinstance(_OldContractLimiter(), RateLimiter)
+    with pytest.raises(TypeError, match="rate_limit must be a RateLimit"):
+        parallel_map(abs, [1], rate_limit=_OldContractLimiter())  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=r"not fulfil pyarallel\.contracts\.RateLimiter: it has no request\(\)"
+    ):
+        parallel_map(abs, [1], rate_limit=OldSpec())  # type: ignore[arg-type]
+
+
+def test_the_built_in_limiter_fulfils_the_protocol_and_serves_rate_limit() -> None:
+    from pyarallel._plan import _resolve_rate_limiter
+
+    shared = Limiter(RateLimit(10))
+    assert isinstance(shared, RateLimiter)
+    assert _resolve_rate_limiter(shared) is shared  # an object passes through: its budget is shared
+    own = _resolve_rate_limiter(RateLimit(10))
+    assert isinstance(own, Limiter)  # a RateLimit gets a private one per call
+    assert own is not _resolve_rate_limiter(RateLimit(10))
+    reservation = own.request("item")
+    assert reservation.lane is None  # no keys
+    assert reservation.try_acquire() == 0.0
+
+
 def test_retry_still_takes_the_built_in_spec() -> None:
     assert parallel_map(abs, [-1], retry=Retry(attempts=2)).values() == [1]
 
@@ -529,7 +619,7 @@ def test_under_a_rate_limit_only_a_backend_reporting_idle_workers_gets_tasks_que
 ) -> None:
     from pyarallel._scheduling import Schedule
 
-    class Unlimited:
+    class Unlimited(SimpleLimiter):
         def try_acquire(self) -> float:
             return 0.0
 
@@ -566,7 +656,7 @@ class PauseOnFirstFailure:
     def decide(self, failed: FailedAttempt) -> RetryDecision | None:
         if self.paused_at is None:
             self.paused_at = time.monotonic()
-            return RetryDecision(self.seconds, pause_run=True)
+            return RetryDecision(self.seconds, pause=True)
         return None
 
 
@@ -587,7 +677,7 @@ def _pausing_run_items() -> tuple[Callable[[int], int], list[tuple[int, float]],
 
 
 @pytest.mark.timeout(60)
-def test_a_pause_run_decision_holds_every_start_of_a_real_run_back() -> None:
+def test_a_pause_decision_holds_every_start_of_a_real_run_back() -> None:
     policy = PauseOnFirstFailure(0.3)
     work, starts, _ = _pausing_run_items()
     result = parallel_map(work, range(6), workers=1, retry=policy)
@@ -601,7 +691,7 @@ def test_a_pause_run_decision_holds_every_start_of_a_real_run_back() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_a_pause_run_decision_holds_the_async_run_back_too() -> None:
+def test_a_pause_decision_holds_the_async_run_back_too() -> None:
     import asyncio
 
     policy = PauseOnFirstFailure(0.3)
@@ -614,3 +704,22 @@ def test_a_pause_run_decision_holds_the_async_run_back_too() -> None:
     assert result.values() == list(range(6))
     assert policy.paused_at is not None
     assert min(at for _, at in starts[1:]) >= policy.paused_at + 0.3 * 0.95
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("shared", [False, True], ids=["RateLimit", "Limiter"])
+def test_under_a_rate_limit_a_pause_decision_holds_the_limiters_starts_back(shared: bool) -> None:
+    # The pause goes to the limiter (``reservation.throttled``), which grants nothing before
+    # it is over: the run's later starts wait, whether the limiter is the call's own or a
+    # shared ``Limiter``.
+    policy = PauseOnFirstFailure(0.3)
+    work, starts, _ = _pausing_run_items()
+    rate_limit: RateLimit | Limiter = Limiter(RateLimit(1000)) if shared else RateLimit(1000)
+    result = parallel_map(work, range(6), workers=1, retry=policy, rate_limit=rate_limit)
+    assert result.values() == list(range(6))
+    assert policy.paused_at is not None
+    # Only an attempt granted before the failure (one queued for the worker: item 1) may
+    # start during the pause.
+    during = [x for x, at in starts[1:] if at < policy.paused_at + 0.3 * 0.95]
+    assert during in ([], [1])
+    assert len(starts) == 7

@@ -290,6 +290,17 @@ def test_custom_rate_limiter_plugin_paces_every_attempt(register: Callable[..., 
     assert len(limiter.grants) == 6  # five items plus one retry: every attempt took a token
     assert limiter.denials >= 1  # the scheduler asked again after being told to wait
     assert limiter.grants[-1] - limiter.grants[0] >= 5 * 0.03
+    # One reservation per attempt, asked with the item itself; each told how it ended.
+    assert sorted(limiter.requested) == [0, 0, 1, 2, 3, 4]  # type: ignore[type-var]
+    assert sorted((r.index, r.ok) for r in limiter.finished) == [
+        (0, False),
+        (0, True),
+        (1, True),
+        (2, True),
+        (3, True),
+        (4, True),
+    ]
+    assert limiter.cancelled == []
 
 
 def test_custom_retry_policy_plugin_decides_retries(register: Callable[..., str]) -> None:

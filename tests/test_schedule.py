@@ -13,6 +13,7 @@ checked against the item it belongs to.
 from __future__ import annotations
 
 import math
+import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -28,6 +29,7 @@ from pyarallel._scheduling.chunk_sizer import ChunkSizer
 from pyarallel._scheduling.schedule import MAX_BARREN_ROUNDS
 from pyarallel._tasks import ChunkClaim
 from pyarallel.contracts import FailedAttempt, RateLimiter, RetryPolicy
+from support import SimpleLimiter
 
 # -- fakes ---------------------------------------------------------------------------------
 
@@ -47,10 +49,12 @@ class FakeClock:
         return value
 
 
-class ScriptedLimiter:
-    """Answers ``try_acquire`` from a script of waits (0.0 grants), then grants forever."""
+class ScriptedLimiter(SimpleLimiter):
+    """Answers each reservation's ``try_acquire`` from a script of waits (0.0 grants), then
+    grants forever."""
 
     def __init__(self, waits: Iterable[float] = ()) -> None:
+        super().__init__()
         self._waits = deque(waits)
         self.calls = 0
         self.granted = 0
@@ -64,10 +68,11 @@ class ScriptedLimiter:
         return wait
 
 
-class IntervalLimiter:
+class IntervalLimiter(SimpleLimiter):
     """One token every ``interval`` seconds of the fake clock."""
 
     def __init__(self, clock: FakeClock, interval: float) -> None:
+        super().__init__()
         self._clock = clock
         self._interval = interval
         self._next_at = 0.0
@@ -172,6 +177,7 @@ class Driver:
         self.most_open = 0  # the most items taken and not finished, seen after a start
 
     def start(self, now: float = 0.0) -> list[Task]:
+        _follow(self.schedule, now)
         tasks = self.schedule.next_tasks(now)
         self.most_open = max(self.most_open, self.schedule.seen - self.schedule.done)
         self.running.extend(tasks)
@@ -246,7 +252,8 @@ def make(
     """A ``Schedule`` with this file's defaults: one slot, nothing queued ahead (unlike
     ``Schedule``'s own default), no window, no limit, no retries, no chunking."""
     source = None if items is None else iter(items)
-    return Schedule(
+    following = DriverClock()
+    schedule = Schedule(
         source,
         total=total,
         window=window,
@@ -256,9 +263,26 @@ def make(
         task_seconds=task_seconds,
         queue_ahead=queue_ahead,
         reclaim=reclaim,
-        clock=clock or FakeClock(),
+        clock=clock or following,
         deadline=deadline,
     )
+    if clock is None:
+        _DRIVER_CLOCKS[schedule] = following
+    return schedule
+
+
+class DriverClock(FakeClock):
+    """The clock of a schedule made without one: it reads the time the test last gave
+    ``Driver.start`` (when a limiter answered, for instance)."""
+
+
+_DRIVER_CLOCKS: weakref.WeakKeyDictionary[Schedule, DriverClock] = weakref.WeakKeyDictionary()
+
+
+def _follow(schedule: Schedule, now: float) -> None:
+    clock = _DRIVER_CLOCKS.get(schedule)
+    if clock is not None:
+        clock.now = now
 
 
 def chunked(n: int, *, capacity: int = 1, retry: Any = None, reclaim: bool = False) -> Driver:
@@ -402,6 +426,10 @@ def test_under_a_limit_every_task_carries_one_item_even_with_chunking() -> None:
     driver.run_to_end(lambda task: report(task, seconds=1e-6))
     assert all(len(task) == 1 for task in driver.submitted)
     assert len(driver.submitted) == 12 == limiter.granted
+    # one reservation per item, each told how its attempt ended; none given up
+    assert limiter.requested == list(range(12))
+    assert sorted(result.index for result in limiter.finished) == list(range(12))
+    assert limiter.cancelled == []
 
 
 def test_a_refused_token_says_when_to_ask_again() -> None:
@@ -411,11 +439,17 @@ def test_a_refused_token_says_when_to_ask_again() -> None:
     assert [indices(task) for task in driver.start(1.0)] == [[0]]
     assert schedule.token_due == 1.25
     assert schedule.wake_at() == 1.25
-    assert driver.start(1.2) == []  # asked early: the limiter says 0.05 s more
+    assert driver.start(1.2) == []  # too early: the limiter is not asked before it said
+    assert limiter.calls == 2
     assert schedule.token_due == pytest.approx(1.25)
-    assert [indices(task) for task in driver.start(1.25)] == [[1], [2]]
+    assert driver.start(1.25) == []  # asked when it said: 0.05 s more
+    assert limiter.calls == 3
+    assert schedule.token_due == pytest.approx(1.30)
+    assert schedule.wake_at() == pytest.approx(1.30)
+    assert [indices(task) for task in driver.start(1.30)] == [[1], [2]]
     assert schedule.token_due is None
     assert schedule.wake_at() is None
+    assert limiter.requested == [0, 1, 2]  # one reservation per attempt
 
 
 def test_no_token_is_drawn_once_the_input_is_exhausted() -> None:
@@ -444,11 +478,13 @@ def test_every_attempt_draws_a_token_retries_included() -> None:
     schedule = make(range(4), capacity=2, limiter=limiter, retry=retry)
     driver = Driver(schedule)
     first_attempt: set[int] = set()
+    started_when_failed: list[int] = []  # attempts submitted so far, at each failure
 
     def outcome(task: Task) -> Report:
         (index,) = indices(task)
         if index in (1, 2) and index not in first_attempt:
             first_attempt.add(index)
+            started_when_failed.append(len(driver.submitted))
             return report(task, fail=[0])
         return report(task)
 
@@ -466,10 +502,19 @@ def test_every_attempt_draws_a_token_retries_included() -> None:
             now = wake
     assert schedule.finished
     assert len(driver.submitted) == 6 == len(limiter.granted_at)  # 4 items + 2 retries
+    assert len(limiter.requested) == 6  # a new reservation for every attempt
+    assert [result.index for result in limiter.finished if not result.ok] == [1, 2]
+    assert limiter.throttles == []  # plain delays: nothing said the service throttled
     gaps = [later - earlier for earlier, later in zip(limiter.granted_at, limiter.granted_at[1:])]
     assert all(gap >= 0.5 for gap in gaps)
     assert [event.index for event in driver.retries] == [1, 2]
     assert driver.failed() == []
+    # The policy is told the run's attempts started so far and the retries decided before.
+    assert [(f.index, f.run_calls, f.run_retries) for f in retry.failures] == [
+        (1, started_when_failed[0], 0),
+        (2, started_when_failed[1], 1),
+    ]
+    assert started_when_failed == [2, 3]  # one token every 0.5 s: items 0 and 1, then item 2
 
 
 # -- 3. retries and backoff ----------------------------------------------------------------
@@ -1483,7 +1528,13 @@ def test_random_scripts_finish_every_item_once_with_its_own_outcome(data: st.Dat
     assert schedule.done == len(driver.results)
     assert schedule.succeeded == sum(result.ok for result in driver.results.values())
     if paced:
-        assert len(limiter.granted_at) == len(driver.submitted)  # type: ignore[union-attr]
+        assert limiter is not None
+        assert len(limiter.granted_at) == len(driver.submitted)
+        # Every reservation was granted or, never to start, cancelled; none just dropped.
+        assert len(limiter.requested) == len(limiter.granted_at) + len(limiter.cancelled)
+        assert len(limiter.finished) <= len(limiter.granted_at)  # not for attempts lost with a worker
+        if not expired:
+            assert limiter.cancelled == []
 
     asked: dict[int, list[int]] = {}
     for attempt, error in retry.asked:

@@ -20,6 +20,7 @@ from workloads import (
     w7_import,
     w8_large_function,
     w9_cluster,
+    w10_quotas,
 )
 
 __all__ = ["REGISTRY", "get"]
@@ -36,6 +37,7 @@ REGISTRY: dict[str, Workload] = {
         w7_import,
         w8_large_function,
         w9_cluster,
+        w10_quotas,
     )
 }
 

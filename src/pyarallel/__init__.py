@@ -26,10 +26,12 @@ if TYPE_CHECKING:
         ItemError,
         ItemTimeoutError,
         PyarallelError,
+        RateLimitCostError,
         SerializationError,
         TaskTimeoutError,
         WorkerCrashedError,
     )
+    from pyarallel._limiting import Limiter
     from pyarallel._options import RateLimit, Retry
     from pyarallel._plugins import PluginInfo, list_plugins, register_plugin, unregister_plugin
     from pyarallel._result import ItemResult, ParallelResult, RunStatus
@@ -55,6 +57,8 @@ _HOMES = {
     "ItemError": "pyarallel._errors",
     "ItemTimeoutError": "pyarallel._errors",
     "PyarallelError": "pyarallel._errors",
+    "RateLimitCostError": "pyarallel._errors",
+    "Limiter": "pyarallel._limiting",
     "SerializationError": "pyarallel._errors",
     "TaskTimeoutError": "pyarallel._errors",
     "WorkerCrashedError": "pyarallel._errors",
@@ -78,12 +82,14 @@ __all__ = [
     "ItemError",
     "ItemResult",
     "ItemTimeoutError",
+    "Limiter",
     "ParallelClassMethod",
     "ParallelFunction",
     "ParallelResult",
     "PluginInfo",
     "PyarallelError",
     "RateLimit",
+    "RateLimitCostError",
     "Retry",
     "RunStatus",
     "SerializationError",

@@ -53,6 +53,8 @@ async def execute_async(plan: RunPlan, run: Run | None = None) -> AsyncGenerator
         failure = error
         raise
     finally:
+        if outcome != "completed":
+            run.schedule.stop_claims()
         await _cancel_all(tasks)
         run.end(outcome, failure)
 
@@ -77,6 +79,9 @@ async def _drive(run: Run, tasks: dict[asyncio.Task[_Report], Task]) -> AsyncGen
                 future = asyncio.ensure_future(coroutine)
                 tasks[future] = task
                 future.add_done_callback(inbox.put)
+            for settled in run.deliver(schedule.take_events()):  # refused by the rate limiter
+                for result in item_results(settled):
+                    yield result
             if source is not None and pull is None and schedule.needs_input():
                 pull = asyncio.ensure_future(anext(source))
                 pull.add_done_callback(inbox.put)

@@ -12,6 +12,7 @@ __all__ = [
     "ItemError",
     "ItemTimeoutError",
     "PyarallelError",
+    "RateLimitCostError",
     "SerializationError",
     "TaskLostError",
     "TaskTimeoutError",
@@ -68,6 +69,14 @@ class SerializationError(ItemError):
 
     Raised for process (and other out-of-process) executors; the message names the
     pickling error (when pickling failed in this process, ``__cause__`` is that error).
+    """
+
+
+class RateLimitCostError(ItemError):
+    """The item could not be given a rate-limit reservation, so it was never called: its
+    ``cost`` can never fit (it exceeds the ``burst`` of a limit, which is as much as may
+    start at once), or a ``cost``, ``key`` or ``settle`` function raised or returned a bad
+    value (``__cause__`` is that function's exception). Not retried: it would fail again.
     """
 
 

@@ -7,13 +7,15 @@ bad value and what is allowed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 
 from pyarallel._values import FrozenValue
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs startup time
 if TYPE_CHECKING:
-    from typing import Literal, NoReturn
+    from typing import Any, Literal, NoReturn
+
+    from pyarallel._result import ItemResult
 
     Per = Literal["second", "minute", "hour"]
 
@@ -138,26 +140,57 @@ _SLOWEST = 1e-300  # calls per second: much below this, the interval between cal
 
 
 class RateLimit(FrozenValue):
-    """An immutable rate: at most ``count`` calls per ``per`` ("second", "minute", "hour").
+    """An immutable rate: at most ``count`` units per ``per`` ("second", "minute", "hour").
 
-    Calls are paced smoothly (one every ``1 / per_second`` seconds, no initial burst),
-    and every attempt of every item, retries included, counts. ``count`` must be a
-    positive finite number, and the rate at least one call in about 10**300 seconds.
+    By default a unit is one call: every attempt of every item, retries included, counts
+    one. Calls are paced smoothly (one every ``1 / per_second`` seconds); ``burst`` is how
+    many units may start at once before the steady rate applies (1: no burst, not even at
+    the start). ``count`` must be a positive finite number, and the rate at least one unit
+    in about 10**300 seconds.
+
+    - ``cost``: a function of the item giving the units one call uses (for example the
+      tokens of a prompt), a number >= 0; ``burst`` is counted in the same units and must
+      be at least the largest cost, or the item fails at once (``RateLimitCostError``).
+    - ``settle``: a function of the item and the attempt's :class:`~pyarallel.ItemResult`
+      giving the units the call really used; the difference from ``cost`` is refunded
+      or charged when the attempt ends (reserve, then reconcile).
+    - ``key``: a function of the item giving a hashable key (a host, an API key, a
+      tenant); each key gets a budget of its own, and an item whose key is out of budget
+      does not hold up items of other keys.
+
+    Passing a ``RateLimit`` (or a number) as ``rate_limit=`` gives the call a private
+    limiter; wrap it in a :class:`~pyarallel.Limiter` to share one budget between calls.
 
     >>> RateLimit(100, "minute").per_second
     1.6666666666666667
     """
 
-    __slots__ = ("count", "per")
-    __match_args__ = ("count", "per")
+    __slots__ = ("burst", "cost", "count", "key", "per", "settle")
+    __match_args__ = ("count", "per", "burst", "cost", "key", "settle")
     if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
 
         @property
         def count(self) -> float: ...
         @property
         def per(self) -> Per: ...
+        @property
+        def burst(self) -> float: ...
+        @property
+        def cost(self) -> Callable[[Any], float] | None: ...
+        @property
+        def key(self) -> Callable[[Any], Hashable] | None: ...
+        @property
+        def settle(self) -> Callable[[Any, ItemResult[Any]], float] | None: ...
 
-    def __init__(self, count: float, per: Per = "second") -> None:
+    def __init__(  # noqa: PLR0917
+        self,
+        count: float,
+        per: Per = "second",
+        burst: float = 1,
+        cost: Callable[[Any], float] | None = None,
+        key: Callable[[Any], Hashable] | None = None,
+        settle: Callable[[Any, ItemResult[Any]], float] | None = None,
+    ) -> None:
         number = check_positive_number("RateLimit count", count, f"positive and finite (calls per {per})")
         if not isinstance(per, str) or per not in _SECONDS_PER:
             raise ValueError(f'RateLimit per must be "second", "minute", or "hour"; got {per!r}')
@@ -166,13 +199,32 @@ class RateLimit(FrozenValue):
                 f"RateLimit count is too small to pace: {count!r} calls per {per} is less than one "
                 f"call in 10**300 seconds"
             )
+        check_positive_number("RateLimit burst", burst, "a finite number greater than 0 (units at once)")
+        if cost is None and burst < 1:
+            _refuse("RateLimit burst", burst, "at least 1 when every call counts one unit (no cost=)")
+        for name, function in (("cost", cost), ("key", key), ("settle", settle)):
+            if function is not None and not callable(function):
+                _refuse(f"RateLimit {name}", function, "a function of the item, or None", TypeError)
         self._set("count", count)
         self._set("per", per)
+        self._set("burst", burst)
+        self._set("cost", cost)
+        self._set("key", key)
+        self._set("settle", settle)
 
     @property
     def per_second(self) -> float:
-        """The rate in calls per second."""
+        """The rate in units (calls, unless ``cost`` is set) per second."""
         return float(self.count) / _SECONDS_PER[self.per]
+
+
+RETRY_BUDGET_FLOOR = 10
+"""With ``Retry(budget=...)``, a run may always make this many retries, however few calls
+it has made, so a short run can still retry."""
+
+HTTP_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+"""The statuses ``Retry.for_http()`` retries: too many requests, and the three a server or
+gateway answers while overloaded or restarting."""
 
 
 class Retry(FrozenValue):
@@ -185,10 +237,26 @@ class Retry(FrozenValue):
     class or a tuple of them, kept as a tuple (``None`` retries every ``Exception``). The
     final error of an item is the exception of its last attempt. A retry waiting out its
     delay does not occupy a worker.
+
+    - ``statuses``: retry only exceptions carrying one of these HTTP statuses (read from
+      the exceptions of requests, httpx, aiohttp and urllib, or any exception with a
+      ``status_code`` or ``status``), plus those matching ``on`` when it is given. A 429
+      counts as the service throttling the caller (an adaptive limiter slows down).
+    - ``wait_from``: a function of the exception giving the seconds the service asked to
+      wait (or ``None`` to use the backoff). Such a wait replaces the backoff, is not
+      jittered or capped by ``max_delay``, and pauses what shares the quota: the limiter
+      the attempt drew from (its key only, for a keyed limit), or the run's own starts
+      when it has no rate limit.
+    - ``budget``: retries in the whole run are capped at this fraction of the attempts it
+      has started so far (never fewer than ``RETRY_BUDGET_FLOOR``), so a failing service
+      gets a bounded number of extra calls however many items there are. An item over
+      budget fails with its last error.
+
+    :meth:`for_http` builds the usual configuration for HTTP APIs.
     """
 
-    __slots__ = ("attempts", "backoff", "jitter", "max_delay", "on")
-    __match_args__ = ("attempts", "backoff", "max_delay", "jitter", "on")
+    __slots__ = ("attempts", "backoff", "budget", "jitter", "max_delay", "on", "statuses", "wait_from")
+    __match_args__ = ("attempts", "backoff", "max_delay", "jitter", "on", "statuses", "wait_from", "budget")
     if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
 
         @property
@@ -201,30 +269,84 @@ class Retry(FrozenValue):
         def jitter(self) -> bool: ...
         @property
         def on(self) -> tuple[type[BaseException], ...] | None: ...
+        @property
+        def statuses(self) -> frozenset[int] | None: ...
+        @property
+        def wait_from(self) -> Callable[[BaseException], float | None] | None: ...
+        @property
+        def budget(self) -> float | None: ...
 
-    def __init__(
+    def __init__(  # noqa: PLR0917
         self,
         attempts: int = 3,
         backoff: float = 1.0,
         max_delay: float = 60.0,
         jitter: bool = True,
         on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        statuses: Iterable[int] | None = None,
+        wait_from: Callable[[BaseException], float | None] | None = None,
+        budget: float | None = None,
     ) -> None:
         check_count("Retry attempts", attempts, optional=False)
         check_non_negative_number("Retry backoff", backoff)
         check_non_negative_number("Retry max_delay", max_delay)
         if not isinstance(jitter, bool):
             _refuse("Retry jitter", jitter, "True or False", TypeError)
+        check_optional_callable("Retry wait_from", wait_from)
+        if budget is not None:
+            check_positive_number("Retry budget", budget, "a finite fraction > 0 of the calls made, or None")
         self._set("attempts", attempts)
         self._set("backoff", backoff)
         self._set("max_delay", max_delay)
         self._set("jitter", jitter)
         self._set("on", _exception_types(on))
+        self._set("statuses", _statuses(statuses))
+        self._set("wait_from", wait_from)
+        self._set("budget", budget)
+
+    @classmethod
+    def for_http(
+        cls,
+        attempts: int = 5,
+        backoff: float = 1.0,
+        max_delay: float = 60.0,
+        *,
+        jitter: bool = True,
+        on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        budget: float | None = None,
+    ) -> Retry:
+        """Retry HTTP 429, 502, 503 and 504 answers, honouring ``Retry-After``.
+
+        The status and header are read from the exception (and the exceptions it was
+        raised from) of requests, httpx, aiohttp and urllib, none of which is imported.
+        ``Retry-After`` is honoured in both its forms (seconds, or an HTTP date) as the
+        wait before the next attempt, pausing what shares the quota (see ``wait_from``);
+        without one, the exponential backoff applies. ``on`` adds exception types to
+        retry as well (for example ``ConnectionError``).
+        """
+        from pyarallel._http_errors import retry_after
+
+        return cls(attempts, backoff, max_delay, jitter, on, HTTP_RETRY_STATUSES, retry_after, budget)
 
     def delay(self, failed_attempt: int) -> float:
         """The delay before the attempt after ``failed_attempt`` (1-based), without jitter."""
         exponent = min(failed_attempt - 1, 1000)  # 2.0 ** 1024 overflows a float
         return min(_as_float(self.backoff) * 2.0**exponent, _as_float(self.max_delay))
+
+
+def _statuses(statuses: object) -> frozenset[int] | None:
+    """``Retry(statuses=...)`` as a frozenset of HTTP statuses (or None), else an error."""
+    if statuses is None:
+        return None
+    if isinstance(statuses, str | bytes) or not isinstance(statuses, Iterable):
+        _refuse(
+            "Retry statuses", statuses, "an iterable of HTTP status codes (ints 100-599), or None", TypeError
+        )
+    codes = tuple(statuses)
+    for code in codes:
+        if not isinstance(code, int) or isinstance(code, bool) or not 100 <= code <= 599:
+            _refuse("Retry statuses", statuses, "an iterable of HTTP status codes (ints 100-599), or None")
+    return frozenset(codes)
 
 
 def _exception_types(on: object) -> tuple[type[BaseException], ...] | None:
@@ -244,7 +366,7 @@ ProgressCallback = Callable[[int, int], object]
 """``on_progress(done, total)``; its return value is ignored."""
 
 if TYPE_CHECKING:
-    from typing import Any, TypeAlias
+    from typing import TypeAlias
 
     from pyarallel.contracts import RateLimiter, RateLimitSpec, RetryPolicy, RetrySpec
 

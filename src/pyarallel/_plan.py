@@ -447,10 +447,10 @@ def _resolve_rate_limiter(rate_limit: object) -> RateLimiter | None:
             "rate_limit must be a RateLimit, a number of calls per second, a RateLimiter, a "
             f"RateLimitSpec, None, or an object a rate-limiter plugin accepts; got {rate_limit!r}"
         )
-    if not callable(getattr(limiter, "try_acquire", None)):
+    if not callable(getattr(limiter, "request", None)):
         raise TypeError(
             f"the rate limiter a plugin built for rate_limit={rate_limit!r} ({limiter!r}) does "
-            "not fulfil pyarallel.contracts.RateLimiter: it has no try_acquire()"
+            "not fulfil pyarallel.contracts.RateLimiter: it has no request()"
         )
     return limiter
 

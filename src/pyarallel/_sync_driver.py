@@ -97,6 +97,8 @@ def _drive(run: Run, backend: Backend) -> Generator[Settled, None, None]:
                 future = _submit(backend, task_function, task, schedule.claim(task))
                 in_flight[future] = task
                 future.add_done_callback(completed.put)
+        if readiness is not None:  # under a rate limit, an item may have been refused for good
+            yield from run.deliver(schedule.take_events())
         if schedule.finished:
             run.finish()
             return

@@ -15,12 +15,12 @@ progress), so a backend only has to run what it is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from pyarallel._errors import TaskLostError
-from pyarallel._result import RunStatus
+from pyarallel._result import ItemResult, RunStatus
 from pyarallel._values import FrozenValue
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "FailedAttempt",
     "RateLimitSpec",
     "RateLimiter",
+    "Reservation",
     "RetryDecision",
     "RetryPolicy",
     "RetrySpec",
@@ -204,20 +205,78 @@ suspect runs alone and fails as soon as it is lost again alone, so the bound is 
 net for backends that keep losing tasks without a verdict."""
 
 
+class Reservation(Protocol):
+    """One attempt's claim on a :class:`RateLimiter`, from ``request(item)`` to its end.
+
+    The scheduler makes one per attempt and drives it through this life, always from the
+    thread (or event loop) driving the run:
+
+    1. ``try_acquire()`` until it answers ``0.0`` (granted), or ``cancel()`` if the
+       attempt will never start (the run timed out or was stopped): a reservation that
+       was never granted has taken nothing;
+    2. once granted, the attempt runs, and ``finished(result)`` is called when it has
+       ended (not for an attempt whose worker was lost, which runs again with a new
+       reservation);
+    3. then, if it failed and the retry policy said the service throttled it (a
+       :class:`RetryDecision` with ``throttled`` or ``pause``), ``throttled(pause)``.
+
+    Reservations with equal ``lane`` are served in order: the scheduler asks only the
+    first of a lane and, while it waits, asks the first of other lanes, in turn, so an
+    item whose key is out of budget does not hold up items of other keys.
+    """
+
+    @property
+    def lane(self) -> Hashable:
+        """What this attempt waits behind: equal for attempts drawing on the same budgets
+        (e.g. the same key); ``None`` when the limiter has no keys."""
+        ...
+
+    def try_acquire(self) -> float:
+        """Take what the attempt uses now, if every budget allows it: return ``0.0``.
+
+        Otherwise take nothing and return how many seconds to wait before asking again
+        (a positive number), counted from when this answer is returned. Never waits for
+        the budget, so one limiter serves threads and event loops alike; asking before the
+        time is harmless. It is called on the event loop in the async API, so it should
+        answer within a network round trip at most (a shared limiter's server).
+        """
+        ...
+
+    def cancel(self) -> None:
+        """The attempt will not start (asked only before it was granted): forget it."""
+        ...
+
+    def throttled(self, pause: float | None) -> None:
+        """The granted attempt was throttled by the service it called. ``pause``: the
+        service asked every caller to wait that many seconds (``Retry-After``), so hold
+        every attempt drawing on the same budgets (this key only, for a keyed limit) until
+        then; ``None``: no wait was asked. An adaptive limiter lowers its rate."""
+        ...
+
+    def finished(self, result: ItemResult[Any]) -> bool | None:
+        """The granted attempt ended, with ``result`` (its return value, or its exception;
+        ``result.index`` is the item's). A limiter reconciles what the call really used
+        here (``settle=``), refunding or charging the difference. Return ``True`` when
+        budget was given back, so that attempts told to wait ask again now rather than
+        at the time they were given; ``None`` or ``False`` otherwise. An exception raised
+        here fails the item with it, without a retry."""
+        ...
+
+
 @runtime_checkable
 class RateLimiter(Protocol):
     """Paces the start of attempts. Must be safe to use from several threads at once.
 
     A ``RateLimiter`` may be passed as ``rate_limit=`` directly: every call given the
-    same object shares its budget.
+    same object shares its budget. :class:`pyarallel.Limiter` is the built-in one.
     """
 
-    def try_acquire(self) -> float:
-        """Take the right to start one call now.
-
-        Return ``0.0`` when granted. Otherwise take nothing and return how many seconds
-        to wait before asking again (a positive number). Never blocks, so the same
-        limiter serves threads and event loops alike.
+    def request(self, item: object) -> Reservation:
+        """A reservation for one attempt of ``item`` (the input item as given; for
+        ``parallel_starmap``, its tuple of arguments). Raising fails that item at once,
+        without a retry, with the exception raised: for an item that can never be granted
+        (its cost exceeds what a limit lets start at once) or whose cost or key cannot be
+        worked out. Called in the thread driving the run, once per attempt.
         """
         ...
 
@@ -244,10 +303,14 @@ class FailedAttempt(FrozenValue):
     attempt began to run, as the task's own duration tells (time queued in the backend is
     left out; the submission time where a task reports no duration). Attempts that were lost with
     their worker and run again are not counted.
+
+    ``run_calls`` is how many attempts of any item the run has started so far (this one
+    included) and ``run_retries`` how many retries it has decided so far: what a policy
+    needs to keep its retries to a fraction of the calls (``Retry(budget=...)``).
     """
 
-    __slots__ = ("attempt", "elapsed", "error", "first_started", "index")
-    __match_args__ = ("index", "attempt", "error", "first_started", "elapsed")
+    __slots__ = ("attempt", "elapsed", "error", "first_started", "index", "run_calls", "run_retries")
+    __match_args__ = ("index", "attempt", "error", "first_started", "elapsed", "run_calls", "run_retries")
     if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
 
         @property
@@ -260,15 +323,28 @@ class FailedAttempt(FrozenValue):
         def first_started(self) -> float: ...
         @property
         def elapsed(self) -> float: ...
+        @property
+        def run_calls(self) -> int: ...
+        @property
+        def run_retries(self) -> int: ...
 
-    def __init__(
-        self, index: int, attempt: int, error: BaseException, first_started: float, elapsed: float
+    def __init__(  # noqa: PLR0917
+        self,
+        index: int,
+        attempt: int,
+        error: BaseException,
+        first_started: float,
+        elapsed: float,
+        run_calls: int = 1,
+        run_retries: int = 0,
     ) -> None:
         self._set("index", index)
         self._set("attempt", attempt)
         self._set("error", error)
         self._set("first_started", first_started)
         self._set("elapsed", elapsed)
+        self._set("run_calls", run_calls)
+        self._set("run_retries", run_retries)
 
     def __hash__(self) -> int:
         return hash((self.index, self.attempt))  # an exception need not hash by value
@@ -276,30 +352,41 @@ class FailedAttempt(FrozenValue):
 
 class RetryDecision(FrozenValue):
     """A :class:`RetryPolicy`'s answer when an item is to be tried again: after ``delay``
-    seconds (>= 0), during which the item occupies no worker. With ``pause_run``, no
-    attempt of any item of the run is submitted before the delay is over either (attempts
-    already submitted go on, including a task a ``queue_ahead`` backend holds queued for a
-    worker): for a failure that says the service, not the item, needs a
-    rest (an HTTP 429 or 503 with ``Retry-After``). A frozen value object.
+    seconds (>= 0), during which the item occupies no worker. A frozen value object.
+
+    For a failure that says the service, not the item, needs a rest (an HTTP 429, or a 503
+    with ``Retry-After``):
+
+    - ``pause``: nothing else drawing on the same quota starts before the delay is over
+      either. Under a rate limit the limiter the attempt drew from is paused (for a keyed
+      limit, that key only), which holds every call sharing it; without one, the run
+      stops submitting attempts. Attempts already submitted go on (including a task a
+      ``queue_ahead`` backend holds queued for a worker).
+    - ``throttled``: the failure was the service throttling the caller; an adaptive
+      limiter lowers its rate. A paused decision counts as a throttle too.
     """
 
-    __slots__ = ("delay", "pause_run")
-    __match_args__ = ("delay", "pause_run")
+    __slots__ = ("delay", "pause", "throttled")
+    __match_args__ = ("delay", "pause", "throttled")
     if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
 
         @property
         def delay(self) -> float: ...
         @property
-        def pause_run(self) -> bool: ...
+        def pause(self) -> bool: ...
+        @property
+        def throttled(self) -> bool: ...
 
-    def __init__(self, delay: float, *, pause_run: bool = False) -> None:
+    def __init__(self, delay: float, *, pause: bool = False, throttled: bool = False) -> None:
         from pyarallel._options import check_non_negative_number
 
         seconds = check_non_negative_number("RetryDecision delay", delay)
-        if not isinstance(pause_run, bool):
-            raise TypeError(f"RetryDecision pause_run must be True or False; got {pause_run!r}")
+        for name, flag in (("pause", pause), ("throttled", throttled)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"RetryDecision {name} must be True or False; got {flag!r}")
         self._set("delay", seconds)
-        self._set("pause_run", pause_run)
+        self._set("pause", pause)
+        self._set("throttled", throttled or pause)
 
 
 @runtime_checkable
@@ -315,7 +402,7 @@ class RetryPolicy(Protocol):
 
         - ``None``: give up; the item fails with ``failed.error``, the last attempt's;
         - a number of seconds (>= 0), or a :class:`RetryDecision`: try again after that
-          delay (optionally pausing the whole run).
+          delay (optionally pausing what shares the quota, see :class:`RetryDecision`).
 
         The scheduler waits out the delay without occupying a worker, and the next
         attempt draws a rate-limit token like any other. Called in the thread driving the

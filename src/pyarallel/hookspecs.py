@@ -1,6 +1,6 @@
 """The hook specifications: every point where a plugin can change what pyarallel does.
 
-pyarallel's own thread and process executors, its token-bucket rate limiter and its
+pyarallel's own thread and process executors, its rate limiter (``Limiter``) and its
 exponential-backoff retry policy are plugins registered through these same hooks (see
 ``pyarallel/_builtin/``), so a third-party plugin can add to them or replace them. The
 objects a factory hook returns must satisfy the protocols in :mod:`pyarallel.contracts`.
@@ -139,7 +139,10 @@ def pyarallel_rate_limiter(rate_limit: object) -> RateLimiter | None:
     """Build the rate limiter that paces one call, from the ``rate_limit=`` argument.
 
     :param rate_limit: The ``rate_limit=`` argument; a number has already been turned into
-        a :class:`~pyarallel.RateLimit` (calls per second). Never ``None``.
+        a :class:`~pyarallel.RateLimit` (calls per second). Never ``None``. The built-in
+        plugins answer a ``RateLimit`` with a new :class:`~pyarallel.Limiter`, private to
+        the call, and a ``RateLimiter`` object (a shared ``Limiter``, say) with that very
+        object.
     :returns: A :class:`~pyarallel.contracts.RateLimiter` if this plugin understands
         ``rate_limit``, else ``None``. If no plugin answers, the user gets ``TypeError``.
         Returning the same limiter object for several calls makes them share one budget,
@@ -148,7 +151,9 @@ def pyarallel_rate_limiter(rate_limit: object) -> RateLimiter | None:
     When: once per call whose ``rate_limit`` is not ``None``, while its options are
     validated (before any work starts), and once when a decorator validates its defaults.
     Thread: the thread that makes the call or applies the decorator (for the async API,
-    the one running the event loop, or the one calling ``async_parallel_iter``).
+    the one running the event loop, or the one calling ``async_parallel_iter``). The
+    limiter's ``request(item)``, and the methods of the reservations it returns, are
+    later called in the thread driving the run, once per attempt.
     """
 
 

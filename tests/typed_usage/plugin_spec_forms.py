@@ -10,9 +10,14 @@ Checked and run by ``tests/test_typed_usage.py``; not collected by pytest. Sourc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 from pyarallel import (
+    ItemResult,
+    Limiter,
+    RateLimit,
     async_parallel,
     async_parallel_iter,
     async_parallel_map,
@@ -21,21 +26,50 @@ from pyarallel import (
     parallel_map,
     parallel_starmap,
 )
-from pyarallel.contracts import FailedAttempt, RateLimiter, RetryDecision, RetryPolicy
+from pyarallel.contracts import FailedAttempt, RateLimiter, Reservation, RetryDecision, RetryPolicy
+
+
+class Granted:
+    """A reservation of one's own: granted at once, nothing to reconcile."""
+
+    lane: Hashable = None
+
+    def try_acquire(self) -> float:
+        return 0.0
+
+    def cancel(self) -> None:
+        pass
+
+    def finished(self, result: ItemResult[Any]) -> None:
+        pass
+
+    def throttled(self, pause: float | None) -> None:
+        pass
 
 
 class Unlimited:
     """A rate limiter of one's own: grants every call."""
 
-    def try_acquire(self) -> float:
-        return 0.0
+    def request(self, item: object) -> Reservation:
+        return Granted()
 
 
 class TwoTries:
-    """A retry policy of one's own: one retry, after no delay, pausing the run."""
+    """A retry policy of one's own: one retry, after no delay, pausing what shares the
+    quota (and telling the limiter the service throttled the call)."""
 
     def decide(self, failed: FailedAttempt) -> RetryDecision | None:
-        return RetryDecision(0.0, pause_run=True) if failed.attempt < 2 else None
+        # never more retries in the run than calls: a budget of the run's own
+        if failed.attempt < 2 and failed.run_retries < failed.run_calls:
+            return RetryDecision(0.0, pause=True)
+        return None
+
+
+class Throttled:
+    """A retry policy of one's own that tells an adaptive limiter to slow down, without a pause."""
+
+    def decide(self, failed: FailedAttempt) -> RetryDecision | None:
+        return RetryDecision(0.0, throttled=True) if failed.attempt < 2 else None
 
 
 @dataclass(frozen=True)
@@ -96,3 +130,10 @@ async def main() -> None:
 
 
 asyncio.run(main())
+
+# The built-in limiter is a RateLimiter too; one object shares its budget between calls.
+shared = Limiter(RateLimit(1000), RateLimit(60_000, "minute"), adaptive=True)
+limiter: RateLimiter = shared
+assert parallel_map(double, [1, 2], rate_limit=shared, retry=Throttled()).values() == [2, 4]
+assert quadruple.map([1], rate_limit=limiter, retry=TwoTries()).values() == [4]
+assert asyncio.run(async_parallel_map(triple, [1], rate_limit=shared)).values() == [3]

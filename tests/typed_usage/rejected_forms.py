@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pyarallel import (
     ItemResult,
+    Limiter,
     RateLimit,
     Retry,
     async_parallel,
@@ -22,6 +23,7 @@ from pyarallel import (
     parallel_map,
     parallel_starmap,
 )
+from pyarallel.contracts import RetryDecision
 
 
 def double_plain(x: int) -> int:
@@ -56,6 +58,13 @@ def one_argument(done: int) -> None:
     print(done)
 
 
+class OldLimiter:
+    """A limiter of the old contract: ``try_acquire()`` and no ``request(item)``."""
+
+    def try_acquire(self) -> float:
+        return 0.0
+
+
 def rejected_calls() -> None:
     # Option values of the wrong type (guide, section 11).
     parallel_map(double_plain, [1], workers="4")  # type: ignore[arg-type]
@@ -66,6 +75,7 @@ def rejected_calls() -> None:
     parallel_map(double_plain, [1], retry=3)  # type: ignore[arg-type]
     parallel_map(double_plain, [1], retry=lambda attempt: 1.0)  # type: ignore[arg-type]
     parallel_map(double_plain, [1], rate_limit=object())  # type: ignore[arg-type]
+    parallel_map(double_plain, [1], rate_limit=OldLimiter())  # type: ignore[arg-type]
     parallel_map(double_plain, [1], on_progress=one_argument)  # type: ignore[arg-type]
     parallel_starmap(double_plain, [(1,)], workers="4")  # type: ignore[arg-type]
     parallel_iter(double_plain, [1], workers="4")  # type: ignore[arg-type]
@@ -87,6 +97,9 @@ def rejected_calls() -> None:
     Retry(on=5)  # type: ignore[arg-type]
     Retry(on=[ConnectionError])  # type: ignore[arg-type]
     Retry(on=int)  # type: ignore[arg-type]
+    Limiter("10")  # type: ignore[arg-type]
+    RetryDecision(1.0, pause_run=True)  # type: ignore[call-arg]
+    RetryDecision(1.0, True)  # type: ignore[call-arg]
 
     # A decorated function keeps its signature.
     double("a")  # type: ignore[arg-type]

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyarallel.contracts import Reservation
 
 __all__ = ["Item", "Task"]
 
@@ -23,7 +26,8 @@ class Item:
     with nothing else in flight, so that if it is lost again it is known to be the cause.
     ``last_error`` is the exception of its last failed attempt (kept as the cause if the
     run times out before it finishes). ``first_started`` is when its first counted attempt
-    started; ``losses`` how many times its task was lost with its worker.
+    started; ``losses`` how many times its task was lost with its worker. ``reservation``
+    is its current attempt's claim on the rate limiter, under a rate limit.
     """
 
     # A plain class, not a dataclass: building a dataclass costs about 1 ms of import time.
@@ -35,6 +39,7 @@ class Item:
         "last_error",
         "losses",
         "payload",
+        "reservation",
         "suspect",
     )
 
@@ -47,6 +52,7 @@ class Item:
         self.group_limit = UNLIMITED
         self.suspect = False
         self.last_error: BaseException | None = None
+        self.reservation: Reservation | None = None
 
     def __repr__(self) -> str:
         return f"Item(index={self.index}, attempts={self.attempts}, group_limit={self.group_limit})"

@@ -88,9 +88,17 @@ class Quarantine:
             item.suspect = True
         self._suspects.extend(suspects)
 
+    def peek(self) -> Item:
+        """The suspect ``next_alone`` will give, left in place."""
+        return self._suspects[0]
+
     def next_alone(self) -> Item:
         """The next suspect to run alone (once nothing else is in flight)."""
         return self._suspects.popleft()
+
+    def waiting(self) -> list[Item]:
+        """The suspects waiting to run alone, left in place."""
+        return list(self._suspects)
 
     def drain(self) -> list[Item]:
         """Every waiting suspect, now taken out (the run is ending)."""

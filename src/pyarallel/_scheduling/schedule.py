@@ -16,7 +16,7 @@ the blocking API) owns the clock, the backend and the waiting, and asks a ``Sche
 Every item's life is explicit: taken from the input (admitted), ready, running, waiting
 out a retry backoff, suspect (lost with its worker, to run alone), finished. Each admitted
 item finishes exactly once. The parts with state of their own live beside this module:
-the input (``InputWindow``), pacing (``Pacer``), backoff (``Backoff``), reclaiming stalled
+the input (``InputWindow``), pacing (``Lanes``), backoff (``Backoff``), reclaiming stalled
 chunks (``Reclaimer``) and the size of chunks (``ChunkSizer``).
 """
 
@@ -27,18 +27,30 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pyarallel._errors import ItemError, ItemTimeoutError, TaskLostError, WorkerCrashedError
+from pyarallel._errors import (
+    ItemError,
+    ItemTimeoutError,
+    TaskLostError,
+    WorkerCrashedError,
+)
 from pyarallel._result import ItemResult, Successes
 from pyarallel._scheduling.backoff import Backoff
 from pyarallel._scheduling.chunk_sizer import ChunkSizer
 from pyarallel._scheduling.events import Event, RetryEvent
 from pyarallel._scheduling.input_window import InputWindow
 from pyarallel._scheduling.items import Item, Task
-from pyarallel._scheduling.pacer import Pacer
+from pyarallel._scheduling.lanes import LOOKAHEAD, Lanes
 from pyarallel._scheduling.quarantine import Quarantine
 from pyarallel._scheduling.reclaim import Reclaimer
 from pyarallel._tasks import ChunkClaim
-from pyarallel.contracts import MAX_TASK_LOSSES, FailedAttempt, RateLimiter, RetryDecision, RetryPolicy
+from pyarallel.contracts import (
+    MAX_TASK_LOSSES,
+    FailedAttempt,
+    RateLimiter,
+    Reservation,
+    RetryDecision,
+    RetryPolicy,
+)
 
 __all__ = ["MAX_BARREN_ROUNDS", "Schedule"]
 
@@ -101,7 +113,11 @@ class Schedule:
         # stops starting items: in this process it is reclaimed, elsewhere it reports early.
         self.chunk_budget = 10 * task_seconds + 0.005 if chunking and task_seconds else None
         self._reclaimer = Reclaimer(self.chunk_budget) if reclaim and self.chunk_budget else None
-        self._pacer = Pacer(limiter) if limiter is not None else None
+        self._limiter = limiter
+        self._clock = clock
+        self._lanes = Lanes(limiter, clock) if limiter is not None else None
+        self._token_due: float | None = None  # when the rate limiter may grant the next start
+        self._events: list[Event] = []  # items that failed while being started (see take_events)
         self._retry = retry
         self._paused_until: float | None = None  # a retry decision paused the run until then
         self._ready: deque[Item] = deque()  # admitted, waiting for a worker
@@ -111,6 +127,7 @@ class Schedule:
         self.done = 0  # items finished
         self.succeeded = 0
         self.retries = 0
+        self.calls = 0  # attempts started
         self.expired = False  # set by expire()
         self.read_at_expiry: int | None = None  # items read and finished when it expired
         self.done_at_expiry: int | None = None
@@ -150,7 +167,14 @@ class Schedule:
             and not self._ready
             and not self._quarantine.active
             and len(self._running) < self._max_in_flight
+            and (self._lanes is None or self._wants_lookahead(self._lanes))
         )
+
+    @staticmethod
+    def _wants_lookahead(lanes: Lanes) -> bool:
+        """True when a paced run should read one more item: none is waiting, or every key
+        waiting is out of budget and another key may come next (keyed limits only)."""
+        return not lanes.count or (lanes.keyed and lanes.all_blocked and lanes.count < LOOKAHEAD)
 
     def admit(self, payload: Any) -> None:
         """Take one more input item (driver-fed schedules)."""
@@ -165,36 +189,44 @@ class Schedule:
     @property
     def paced(self) -> bool:
         """True when every attempt draws a rate-limit token before it starts."""
-        return self._pacer is not None
+        return self._lanes is not None
 
     @property
     def token_due(self) -> float | None:
         """When the rate limiter will grant the next call, if an item is waiting for it."""
-        return self._pacer.token_due if self._pacer is not None else None
+        return self._token_due
+
+    def take_events(self) -> list[Event]:
+        """Items that failed while being started (the rate limiter refused them for good);
+        a driver delivers them after ``next_tasks`` or ``has_work_to_start``."""
+        events, self._events = self._events, []
+        return events
 
     def has_work_to_start(self, now: float) -> bool:
         """True if an item is waiting to start (reading one item from the input, if need
         be, to find out): a driver asks before preparing a start it may not need."""
         self._ready.extend(self._backoff.release(now))
-        if self._pacer is not None:
-            self._pacer.token_due = None  # no token is due while nothing may start
+        self._token_due = None  # no token is due while nothing may start
         if self._paused(now):
             return False
-        return self._quarantine.has_suspects or self._ensure_ready()
+        if self._quarantine.has_suspects:
+            return True
+        if self._lanes is not None:
+            return self._fill_lanes(self._lanes, now, ahead=False)
+        return self._ensure_ready()
 
     def next_tasks(self, now: float) -> list[Task]:
         """The tasks to submit now. Call again after any task finishes or at ``wake_at()``.
 
         Each item in them has drawn its rate-limit token and counts one more attempt."""
         self._ready.extend(self._backoff.release(now))
-        if self._pacer is not None:
-            self._pacer.token_due = None  # set again below if a draw is refused
+        self._token_due = None  # set again below if a draw is refused
         if self._paused(now):
             return []
         if self._quarantine.active:
             return self._next_isolated_task(now)
-        if self._pacer is not None:
-            return self._next_paced_tasks(now, self._pacer)
+        if self._lanes is not None:
+            return self._next_paced_tasks(now, self._lanes)
         tasks: list[Task] = []
         while len(self._running) < self._max_in_flight:
             task_size = self._task_size()
@@ -206,7 +238,7 @@ class Schedule:
         return tasks
 
     def _paused(self, now: float) -> bool:
-        """True while a retry decision with ``pause_run`` holds every start back."""
+        """True while a retry decision with ``pause`` holds every start back (no rate limit)."""
         if self._paused_until is None:
             return False
         if now < self._paused_until:
@@ -214,34 +246,89 @@ class Schedule:
         self._paused_until = None
         return False
 
-    def _next_paced_tasks(self, now: float, pacer: Pacer) -> list[Task]:
-        """``next_tasks`` under a rate limit: one item per task, each drawing a token.
+    def _next_paced_tasks(self, now: float, lanes: Lanes) -> list[Task]:
+        """``next_tasks`` under a rate limit: one item per task, each granted its
+        reservation, lanes (keys) in turn.
 
-        The next item waits in READY, so that when its token comes due, drawing it is the
-        first thing done (every microsecond between the due time and the draw lowers
+        The next item waits in its lane, so that when its token comes due, drawing it is
+        the first thing done (every microsecond between the due time and the draw lowers
         the achieved rate), and no token is drawn for an input that has run out."""
         tasks: list[Task] = []
-        while len(self._running) < self._max_in_flight and self._ensure_ready():
-            if not pacer.draw(now):
+        while len(self._running) < self._max_in_flight and self._fill_lanes(lanes, now, ahead=False):
+            item = lanes.take(now)
+            while item is None and self._fill_lanes(lanes, now, ahead=True):
+                item = lanes.take(now)  # a new key may have budget
+            if item is None:
+                self._token_due = lanes.due
                 break
-            task = self._take_ready(1)
+            task = Task.of([item])
             self._start(task, now)
             tasks.append(task)
         return tasks
+
+    def _fill_lanes(self, lanes: Lanes, now: float, *, ahead: bool) -> bool:
+        """Queue every ready item in its lane, then read from the input: one item if none
+        is waiting; with ``ahead``, one more while every key waiting is out of budget
+        (keyed limits only), in case the next is of another key. True if an item is
+        waiting (with ``ahead``: if one was queued just now)."""
+        queued = False
+        while self._ready:
+            queued = self._queue(lanes, self._ready.popleft(), now) or queued
+        if ahead:
+            return queued or (self._wants_lookahead(lanes) and self._read_into(lanes, now) is True)
+        while not lanes.count:
+            if self._read_into(lanes, now) is None:
+                return False
+        return True
+
+    def _read_into(self, lanes: Lanes, now: float) -> bool | None:
+        """Read one item from the input into its lane: None if there was none to read,
+        False if the limiter refused it for good (it has failed), True if it was queued."""
+        task = self._input.take(1)
+        if task is None:
+            return None
+        (item,) = task.items()
+        item.attempts = 0  # not started yet: ``Task.of`` counts the attempt
+        return self._queue(lanes, item, now)
+
+    def _queue(self, lanes: Lanes, item: Item, now: float) -> bool:
+        """Queue ``item`` in its lane; an item the limiter refuses for good fails now."""
+        error = lanes.add(item)
+        if error is None:
+            return True
+        self._events.append(self._settle(item, False, error, now, retry=False))
+        return False
 
     def _next_isolated_task(self, now: float) -> list[Task]:
         """A suspect runs alone: once every task in flight has finished, and only then."""
         if self._running or not self._quarantine.has_suspects:
             return []
-        if self._pacer is not None and not self._pacer.draw(now):
+        if self._lanes is not None and not self._reserve_alone(self._quarantine.peek(), now):
             return []
         task = Task.of([self._quarantine.next_alone()])
         task.isolated = self._quarantine.isolating = True
         self._start(task, now)
         return [task]
 
+    def _reserve_alone(self, item: Item, now: float) -> bool:
+        """Grant ``item`` (a suspect, to run alone) its reservation: True once granted."""
+        assert self._limiter is not None
+        if item.reservation is None:
+            try:
+                item.reservation = self._limiter.request(item.payload)
+            except Exception as error:
+                self._quarantine.next_alone()
+                self._events.append(self._settle(item, False, error, now, retry=False))
+                return False
+        wait = item.reservation.try_acquire()
+        if wait > 0:
+            self._token_due = self._clock() + wait  # from when the limiter answered
+            return False
+        return True
+
     def _start(self, task: Task, now: float) -> None:
         task.started_at = now
+        self.calls += len(task)
         if task.has_items:
             for item in task.items():
                 if item.attempts == 1:
@@ -256,7 +343,9 @@ class Schedule:
             task = self._input.take(1)
             if task is None:
                 return False
-            self._give_back(task.items())  # onto READY, not started
+            (item,) = task.items()
+            item.attempts = 0  # not started yet: ``Task.of`` counts the attempt
+            self._ready.append(item)
         return True
 
     def _take_ready(self, size: int) -> Task:
@@ -305,9 +394,21 @@ class Schedule:
         return events
 
     def stop_claims(self) -> None:
-        """The run is ending early: chunks in flight start no further item."""
+        """The run is ending early: chunks in flight start no further item, and items
+        waiting for the rate limiter give up their reservations (taking nothing)."""
         if self._reclaimer is not None:
             self._reclaimer.stop()
+        if self._lanes is not None:
+            self._ready.extend(self._lanes.drain())
+        self._cancel_reservations([*self._ready, *self._quarantine.waiting()])
+
+    @staticmethod
+    def _cancel_reservations(items: list[Item]) -> None:
+        """Cancel the reservations of ``items``, which will not start."""
+        for item in items:
+            if item.reservation is not None:
+                item.reservation.cancel()
+                item.reservation = None
 
     # -- waiting --------------------------------------------------------------------------
 
@@ -407,6 +508,9 @@ class Schedule:
                 for item in items.suspects + items.innocent
             )
             return events
+        self.calls -= len(items.suspects)  # their attempts were lost: not counted
+        for item in items.suspects:
+            item.reservation = None  # a new attempt makes a new reservation
         self._quarantine.hold(items.suspects)
         self._give_back(items.innocent)
         return events
@@ -455,45 +559,76 @@ class Schedule:
         self._quarantine.progress()
         return Successes(start, values)
 
-    def _settle(self, item: Item, ok: bool, value: Any, now: float, *, progress: bool = True) -> Event:
+    def _settle(
+        self, item: Item, ok: bool, value: Any, now: float, *, progress: bool = True, retry: bool = True
+    ) -> Event:
+        """The end of one attempt of ``item``: its final result, or a ``RetryEvent`` when the
+        retry policy tries it again (not asked with ``retry=False``)."""
         if progress:
             self._quarantine.progress()
+        result: ItemResult[Any] = (
+            ItemResult.success(item.index, value) if ok else ItemResult.failure(item.index, value)
+        )
+        reservation = item.reservation
+        if reservation is not None:
+            item.reservation = None
+            try:
+                if reservation.finished(result) and self._lanes is not None:
+                    self._lanes.wake()  # budget was given back: waiting items may start sooner
+            except Exception as settle_error:  # a settle function failed: the item fails, not the run
+                ok, retry, reservation = False, False, None
+                result = ItemResult.failure(item.index, settle_error)
         if not ok:
-            error: BaseException = value
+            error = result.error
+            assert error is not None
             if isinstance(error, ItemError) and error.index is None:
                 error.index = item.index
             item.last_error = error
-            delay = self._retry_delay(item, error, now) if self._retry is not None else None
-            if delay is not None:
+            decision = self._retry_decision(item, error, now) if retry and self._retry is not None else None
+            if decision is not None:
+                self._throttle(decision, reservation, now)
                 self.retries += 1
-                self._backoff.wait(item, now + delay)
-                return RetryEvent(item.index, item.attempts, error, delay)
-            result: ItemResult[Any] = ItemResult.failure(item.index, error)
+                self._backoff.wait(item, now + decision.delay)
+                return RetryEvent(item.index, item.attempts, error, decision.delay)
         else:
             self.succeeded += 1
-            result = ItemResult.success(item.index, value)
         self._input.finished(1)
         self.done += 1
         return result
 
-    def _retry_delay(self, item: Item, error: BaseException, now: float) -> float | None:
-        """Ask the retry policy about ``item``'s failed attempt: the delay before the next
-        one (a pause of the whole run is recorded), or None to give up."""
+    def _retry_decision(self, item: Item, error: BaseException, now: float) -> RetryDecision | None:
+        """Ask the retry policy about ``item``'s failed attempt: when to try it again (and
+        whether the service asked for a pause), or None to give up."""
         assert self._retry is not None
-        failed = FailedAttempt(item.index, item.attempts, error, item.first_started, now - item.first_started)
+        failed = FailedAttempt(
+            item.index,
+            item.attempts,
+            error,
+            item.first_started,
+            now - item.first_started,
+            self.calls,
+            self.retries,
+        )
         answer = self._retry.decide(failed)
-        if answer is None:
-            return None
-        if isinstance(answer, RetryDecision):
-            if answer.pause_run:
-                self._paused_until = max(self._paused_until or now, now + answer.delay)
-            return answer.delay
-        return _checked_delay(self._retry, answer)
+        if answer is None or isinstance(answer, RetryDecision):
+            return answer
+        return RetryDecision(_checked_delay(self._retry, answer))
+
+    def _throttle(self, decision: RetryDecision, reservation: Reservation | None, now: float) -> None:
+        """Pass on what a retry decision says about the service: the limiter the attempt
+        drew from is told (paused, for a ``pause``), else a pause holds this run's starts."""
+        if reservation is not None:
+            if decision.throttled:
+                reservation.throttled(decision.delay if decision.pause else None)
+        elif decision.pause:
+            self._paused_until = max(self._paused_until or now, now + decision.delay)
 
     def _give_back(self, items: list[Item]) -> None:
         """Return ``items``, unstarted (the attempt uncounted), to the front of READY."""
+        self.calls -= len(items)
         for item in reversed(items):
             item.attempts -= 1
+            item.reservation = None  # a new attempt makes a new reservation
             self._ready.appendleft(item)
 
     # -- ending early ---------------------------------------------------------------------
@@ -509,7 +644,9 @@ class Schedule:
                 last_errors.update((item.index, item.last_error) for item in task.items())
             else:
                 last_errors.update(dict.fromkeys(task.indices()))
-        waiting = [*self._ready, *self._quarantine.drain(), *self._backoff.drain()]
+        lanes = self._lanes.drain() if self._lanes is not None else []
+        waiting = [*self._ready, *lanes, *self._quarantine.drain(), *self._backoff.drain()]
+        self._cancel_reservations(waiting)
         last_errors.update((item.index, item.last_error) for item in waiting)
         last_errors.update(dict.fromkeys(self._input.untaken()))
         results: list[ItemResult[Any]] = []
