@@ -24,8 +24,8 @@ $(VENV)/.installed-test: pyproject.toml $(PLUGINS:%=%/pyproject.toml) | $(BIN)/p
 	$(BIN)/python -m pip install -q -e '.[test]' $(PLUGINS:%=-e %)
 	touch $@ $(VENV)/.installed-base
 
-$(VENV)/.installed-bench: pyproject.toml plugins/pyarallel-dask/pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[bench]' -e plugins/pyarallel-dask
+$(VENV)/.installed-bench: pyproject.toml plugins/pyarallel-dask/pyproject.toml plugins/pyarallel-redis/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[bench]' -e plugins/pyarallel-dask -e plugins/pyarallel-redis
 	touch $@ $(VENV)/.installed-base
 
 demo: $(VENV)/.installed-base
@@ -54,10 +54,10 @@ pytest: $(VENV)/.installed-test $(REDIS_SERVER)
 test: lint typecheck pytest
 
 # Benchmarks are not part of `make test`: they compare against other tools and take minutes.
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench $(REDIS_SERVER)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
-bench-quick: $(VENV)/.installed-bench
+bench-quick: $(VENV)/.installed-bench $(REDIS_SERVER)
 	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
 
 bench-options: $(VENV)/.installed-bench

@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Hashable, Sequence
 from typing import Any, Literal, TypeAlias
 
@@ -55,6 +56,16 @@ OnUnavailable: TypeAlias = Literal["fail_closed", "fail_open"]
 # With on_unavailable="fail_closed", how long a call waits before asking again while Redis
 # cannot be reached.
 UNAVAILABLE_WAIT = 0.5
+
+# A refused call is told when its budget comes due on the server, but its next question
+# reaches the server a round trip after the answer left: the wait handed to the scheduler
+# is shortened by this many round trips (a moving average of the acquires'), so the
+# question arrives about when the budget does. Measured at 100 calls/s against a local
+# server: 0.8 gave 97.7 calls/s, 1.0 98.4-98.8, 1.3 98.2-98.5 (early questions are refused
+# and cost a round trip more).
+ROUND_TRIP_LEAD = 1.0
+ROUND_TRIP_SMOOTHING = 0.2  # weight of the newest round trip in the moving average
+SHORTEST_WAIT = 1e-6  # the contract wants a positive wait for a refusal
 
 # What "Redis cannot be reached" means: the connection failed or timed out (a
 # ``BusyLoadingError`` while a restarted server loads its data is a ``ConnectionError``),
@@ -171,6 +182,7 @@ class RedisLimiter:
         self._waiter_prefix = f"{os.getpid():x}.{secrets.token_hex(4)}."
         self._lock = threading.Lock()
         self._down = False
+        self._round_trip = 0.0  # seconds: moving average of an acquire's round trip
 
     def __repr__(self) -> str:
         limits = ", ".join(map(repr, self.limits))
@@ -275,6 +287,18 @@ class RedisLimiter:
             self._back()
         return answer
 
+    def _timed_acquire(self, keys: Sequence[str], args: Sequence[str]) -> list[Any]:
+        """``_call`` for an acquire, keeping the moving average of its round trip."""
+        began = time.monotonic()
+        answer = self._call(keys, args)
+        took = time.monotonic() - began
+        self._round_trip += ROUND_TRIP_SMOOTHING * (took - self._round_trip)
+        return answer
+
+    def _lead_wait(self, wait: float) -> float:
+        """The wait to hand the scheduler for a refusal the server timed at ``wait``."""
+        return max(wait - ROUND_TRIP_LEAD * self._round_trip, SHORTEST_WAIT)
+
     def _unreachable(self, error: Exception, what: str) -> None:
         with self._lock:
             first, self._down = not self._down, True
@@ -344,7 +368,9 @@ class RedisReservation:
     def try_acquire(self) -> float:
         limiter = self._limiter
         try:
-            granted, wait, at = limiter._call(self._keys, ("acquire", self.waiter, "0", "0", *self._amounts))
+            granted, wait, at = limiter._timed_acquire(
+                self._keys, ("acquire", self.waiter, "0", "0", *self._amounts)
+            )
         except UNAVAILABLE_ERRORS as error:
             limiter._unreachable(error, "acquire")
             if limiter.on_unavailable == "fail_open":
@@ -356,7 +382,7 @@ class RedisReservation:
             self.granted_at = float(at)
             return 0.0
         self._refused = True
-        return float(wait)
+        return limiter._lead_wait(float(wait))
 
     def cancel(self) -> None:
         if not self._refused or self.granted:
