@@ -73,7 +73,7 @@ async def _drive(run: Run, tasks: dict[asyncio.Task[_Report], Task]) -> AsyncGen
                 for result in run.expire():
                     yield result
                 return
-            for task in schedule.next_tasks(now):
+            for task in schedule.start_tasks(now):
                 (item,) = task.items()  # no chunking here: one item per task
                 coroutine = _attempt(fn, star, item.payload, item.index, item.attempts, task_timeout)
                 future = asyncio.ensure_future(coroutine)

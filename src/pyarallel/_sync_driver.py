@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from concurrent.futures import CancelledError, Future
 from queue import Empty, SimpleQueue
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 from pyarallel._plan import RunPlan
 from pyarallel._result import ItemResult, ParallelResult, ResultCollector, Settled, item_results
 from pyarallel._run import MAX_WAIT_SECONDS, Run
-from pyarallel._scheduling import Task
+from pyarallel._scheduling import Schedule, Task
 from pyarallel._tasks import ChunkClaim, TaskFunction, TaskReport, received
 from pyarallel.contracts import Backend
 
@@ -93,16 +93,20 @@ def _drive(run: Run, backend: Backend) -> Generator[Settled, None, None]:
             return
         yield from run.deliver(schedule.reclaim_stalled(now))
         if readiness is None or (schedule.has_work_to_start(now) and readiness.ready()):
-            for task in schedule.next_tasks(now):
-                future = _submit(backend, task_function, task, schedule.claim(task))
-                in_flight[future] = task
-                future.add_done_callback(completed.put)
+            _submit_all(schedule.start_tasks(now), schedule, backend, task_function, in_flight, completed)
         if readiness is not None:  # under a rate limit, an item may have been refused for good
             yield from run.deliver(schedule.take_events())
         if schedule.finished:
             run.finish()
             return
+        token_due = run.token_deadline()
         finished = held.popleft() if held else _next_completion(completed, held, run)
+        if finished is None and token_due is not None and readiness is not None and readiness.ready():
+            # The token is due: draw it first thing, before the checks at the top of the
+            # loop (every microsecond between the due time and the draw lowers the rate).
+            now = time.monotonic()
+            if not run.expired(now):
+                _submit_all(schedule.start_tasks(now), schedule, backend, task_function, in_flight, completed)
         while finished is not None:  # handle every task that has finished by now
             finished_task = in_flight.pop(finished, None)
             if finished_task is not None:  # else it is the backend becoming ready
@@ -131,6 +135,21 @@ class _Readiness:
             return True
         self._waiting.add_done_callback(self._completed.put)
         return False
+
+
+def _submit_all(  # noqa: PLR0917
+    tasks: Iterator[Task],
+    schedule: Schedule,
+    backend: Backend,
+    task_function: TaskFunction,
+    in_flight: dict[Future[Any], Task],
+    completed: SimpleQueue[Future[Any]],
+) -> None:
+    """Submit each of ``tasks`` as soon as the schedule gives it."""
+    for task in tasks:
+        future = _submit(backend, task_function, task, schedule.claim(task))
+        in_flight[future] = task
+        future.add_done_callback(completed.put)
 
 
 def _submit(

@@ -68,7 +68,7 @@ class Bucket:
         what it waits for; not a pause)."""
         if self.paused_until > now:
             return self.paused_until - now, False
-        head = self._head(now)
+        head = self._head(now) if self._queue else None
         if head is not None and head is not waiter:
             return self._wait_behind(head, cost, now, waiter), True
         rate = self.current_rate

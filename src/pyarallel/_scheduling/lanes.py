@@ -17,6 +17,16 @@ from pyarallel.contracts import RateLimiter
 
 __all__ = ["LOOKAHEAD", "Lanes"]
 
+# A blocked lane is asked again a little late: the driver wakes on time, but its way from
+# there to the question takes tens of microseconds, and under strict pacing every one of
+# them lowers the rate for good. So a lane is due this fraction of that lateness (a moving
+# average, at most MAX_LEAD) before the limiter's time, unless the wait is that short;
+# asked a little early, it is refused and asked again at once. Measured at 100 calls/s on
+# threads, grants came 60 us late on the median without it, 35-40 us with it.
+LEAD = 0.8
+LATENESS_SMOOTHING = 0.1
+MAX_LEAD = 0.0005
+
 # How many items a run with keyed limits reads ahead of the one it cannot start, looking
 # for items of other keys (the input window, ``batch_size``, bounds it as well).
 LOOKAHEAD = 1000
@@ -39,6 +49,7 @@ class Lanes:
         self._sequence = 0
         self.count = 0  # items waiting in every lane
         self.keyed = False  # a reservation has had a lane other than None
+        self._late = 0.0  # seconds: how late blocked lanes are asked again, a moving average
 
     def add(self, item: Item) -> Exception | None:
         """Queue ``item`` in its lane, with a new reservation; or return the exception the
@@ -63,8 +74,15 @@ class Lanes:
         """The next item whose reservation the limiter grants now, lanes in turn; None if
         no lane may start one now (see ``due``)."""
         blocked, asking = self._blocked, self._asking
+        if blocked and blocked[0][0] > now:
+            now = max(now, self._clock())  # dues were set by the clock after ``now`` was read
+        released = None
         while blocked and blocked[0][0] <= now:
-            asking.append(heapq.heappop(blocked)[2])
+            released, _, lane = heapq.heappop(blocked)
+            asking.append(lane)
+        if released is not None:  # how late the last lane due is asked (the limiter's own clock)
+            late = min(max(self._clock() - released, 0.0), MAX_LEAD)
+            self._late += LATENESS_SMOOTHING * (late - self._late)
         while asking:
             lane = asking.popleft()
             queue = self._lanes[lane]
@@ -73,7 +91,9 @@ class Lanes:
             wait = item.reservation.try_acquire()
             if wait > 0:
                 self._sequence += 1
-                heapq.heappush(blocked, (self._clock() + wait, self._sequence, lane))
+                lead = LEAD * self._late
+                due = self._clock() + (wait - lead if wait > 2 * lead else wait)
+                heapq.heappush(blocked, (due, self._sequence, lane))
                 continue
             queue.popleft()
             self.count -= 1

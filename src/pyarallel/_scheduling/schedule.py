@@ -211,22 +211,31 @@ class Schedule:
             return False
         if self._quarantine.has_suspects:
             return True
-        if self._lanes is not None:
-            return self._fill_lanes(self._lanes, now, ahead=False)
+        lanes = self._lanes
+        if lanes is not None:
+            return (lanes.count > 0 and not self._ready) or self._fill_lanes(lanes, now, ahead=False)
         return self._ensure_ready()
 
     def next_tasks(self, now: float) -> list[Task]:
         """The tasks to submit now. Call again after any task finishes or at ``wake_at()``.
 
         Each item in them has drawn its rate-limit token and counts one more attempt."""
+        return list(self.start_tasks(now))
+
+    def start_tasks(self, now: float) -> Iterator[Task]:
+        """``next_tasks``, one task at a time, for a driver that submits each before it
+        takes the next: under a rate limit, the next item is read and asks the limiter
+        only after the one granted before it was submitted, so it starts on time."""
         self._ready.extend(self._backoff.release(now))
         self._token_due = None  # set again below if a draw is refused
         if self._paused(now):
-            return []
+            return
         if self._quarantine.active:
-            return self._next_isolated_task(now)
+            yield from self._next_isolated_task(now)
+            return
         if self._lanes is not None:
-            return self._next_paced_tasks(now, self._lanes)
+            yield from self._next_paced_tasks(now, self._lanes)
+            return
         tasks: list[Task] = []
         while len(self._running) < self._max_in_flight:
             task_size = self._task_size()
@@ -235,7 +244,7 @@ class Schedule:
                 break
             self._start(task, now)
             tasks.append(task)
-        return tasks
+        yield from tasks
 
     def _paused(self, now: float) -> bool:
         """True while a retry decision with ``pause`` holds every start back (no rate limit)."""
@@ -246,25 +255,25 @@ class Schedule:
         self._paused_until = None
         return False
 
-    def _next_paced_tasks(self, now: float, lanes: Lanes) -> list[Task]:
-        """``next_tasks`` under a rate limit: one item per task, each granted its
+    def _next_paced_tasks(self, now: float, lanes: Lanes) -> Iterator[Task]:
+        """``start_tasks`` under a rate limit: one item per task, each granted its
         reservation, lanes (keys) in turn.
 
         The next item waits in its lane, so that when its token comes due, drawing it is
         the first thing done (every microsecond between the due time and the draw lowers
         the achieved rate), and no token is drawn for an input that has run out."""
-        tasks: list[Task] = []
-        while len(self._running) < self._max_in_flight and self._fill_lanes(lanes, now, ahead=False):
+        while len(self._running) < self._max_in_flight and (
+            (lanes.count > 0 and not self._ready) or self._fill_lanes(lanes, now, ahead=False)
+        ):
             item = lanes.take(now)
             while item is None and self._fill_lanes(lanes, now, ahead=True):
                 item = lanes.take(now)  # a new key may have budget
             if item is None:
                 self._token_due = lanes.due
-                break
+                return
             task = Task.of([item])
             self._start(task, now)
-            tasks.append(task)
-        return tasks
+            yield task
 
     def _fill_lanes(self, lanes: Lanes, now: float, *, ahead: bool) -> bool:
         """Queue every ready item in its lane, then read from the input: one item if none
