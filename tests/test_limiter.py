@@ -1226,3 +1226,27 @@ def test_a_cost_may_be_any_real_number_type() -> None:
 
     limiter = Limiter(RateLimit(10, cost=lambda item: Fraction(1, 2), burst=1))
     assert limiter.request("x").costs == (0.5,)
+
+
+def test_a_rate_limit_checks_its_own_functions_for_any_limiter() -> None:
+    """``cost_of``, ``key_of`` and ``settled`` are what a plugin's limiter calls, so it
+    refuses the same items with the same errors as the built-in one."""
+    from pyarallel import ItemResult
+
+    limit = RateLimit(
+        100, cost=lambda item: item["tokens"], burst=50, key=lambda item: item["host"], settle=lambda i, r: 3
+    )
+    item = {"tokens": 20, "host": "a"}
+    assert limit.cost_of(item) == 20.0
+    assert limit.key_of(item) == "a"
+    assert limit.settled(item, ItemResult.success(0, None)) == 3.0
+    with pytest.raises(RateLimitCostError, match="burst=50"):
+        limit.cost_of({"tokens": 51, "host": "a"})
+    with pytest.raises(RateLimitCostError, match="key function"):
+        limit.key_of({"tokens": 1})
+    plain = RateLimit(10)
+    assert (plain.cost_of("x"), plain.key_of("x"), plain.settled("x", ItemResult.success(0, None))) == (
+        1.0,
+        None,
+        1.0,
+    )

@@ -217,6 +217,76 @@ class RateLimit(FrozenValue):
         """The rate in units (calls, unless ``cost`` is set) per second."""
         return float(self.count) / _SECONDS_PER[self.per]
 
+    # What a limiter asks of its limits (the built-in ``Limiter`` and a plugin's alike, so
+    # that every limiter checks the user's functions the same way).
+
+    def cost_of(self, item: object) -> float:
+        """The units one call for ``item`` uses: ``cost(item)``, or 1 without ``cost``.
+
+        Raises :class:`~pyarallel.RateLimitCostError` when ``cost`` raises or gives
+        something other than a finite number >= 0, or more than ``burst`` (such a call
+        could never start)."""
+        if self.cost is None:
+            return 1.0
+        try:
+            cost = self.cost(item)
+        except Exception as error:
+            raise _cost_error(f"the cost function of {self!r} failed on this item: {error!r}") from error
+        units = _units(cost, f"the cost function of {self!r}")
+        if units > self.burst:
+            raise _cost_error(
+                f"it costs {units:g} units, more than {self!r} lets start at once "
+                f"(burst={self.burst:g}), so it could never start; raise burst to at least the "
+                "largest cost"
+            )
+        return units
+
+    def key_of(self, item: object) -> Hashable:
+        """The budget ``item`` draws on: ``key(item)``, or ``None`` without ``key``.
+
+        Raises :class:`~pyarallel.RateLimitCostError` when ``key`` raises or gives an
+        unhashable value."""
+        if self.key is None:
+            return None
+        try:
+            key = self.key(item)
+            hash(key)
+        except Exception as error:
+            raise _cost_error(f"the key function of {self!r} failed on this item: {error!r}") from error
+        return key
+
+    def settled(self, item: object, result: ItemResult[Any]) -> float:
+        """The units the call for ``item`` really used, by ``settle(item, result)``
+        (``cost_of(item)`` without ``settle``).
+
+        Raises :class:`~pyarallel.RateLimitCostError` when ``settle`` raises or gives
+        something other than a finite number >= 0."""
+        if self.settle is None:
+            return self.cost_of(item)
+        try:
+            used = self.settle(item, result)
+        except Exception as error:
+            raise _cost_error(f"the settle function of {self!r} failed: {error!r}") from error
+        return _units(used, f"the settle function of {self!r}")
+
+
+def _cost_error(message: str) -> Exception:
+    from pyarallel._errors import RateLimitCostError
+
+    return RateLimitCostError(message)
+
+
+def _units(value: object, source: str) -> float:
+    """``value`` as a number of units >= 0, else a ``RateLimitCostError`` naming ``source``."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _cost_error(f"{source} returned {value!r}; it must return a number of units >= 0")
+    units = _as_float(value)
+    if not math.isfinite(units) or units < 0:
+        raise _cost_error(f"{source} returned {value!r}; it must return a finite number >= 0")
+    return units
+
 
 RETRY_BUDGET_FLOOR = 10
 """With ``Retry(budget=...)``, a run may always make this many retries, however few calls

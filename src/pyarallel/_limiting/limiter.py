@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from pyarallel._errors import RateLimitCostError
 from pyarallel._limiting.bucket import Bucket
-from pyarallel._options import RateLimit, _as_float, check_non_negative_number, check_positive_number
+from pyarallel._options import RateLimit, check_non_negative_number, check_positive_number
 from pyarallel._result import ItemResult
 
 __all__ = ["Limiter"]
@@ -85,8 +82,8 @@ class Limiter:
         fails or gives a bad value, or when the cost exceeds a limit's ``burst``."""
         if self._simple:
             return _Reservation(self, item, self._unit_costs, None)
-        keys = tuple(_key_of(limit, item) for limit in self.limits)
-        costs = tuple(_cost_of(limit, item) for limit in self.limits)
+        keys = tuple(limit.key_of(item) for limit in self.limits)
+        costs = tuple(limit.cost_of(item) for limit in self.limits)
         lane = tuple(keys[n] for n in self._keyed_limits) if self._keyed_limits else None
         return _Reservation(self, item, costs, keys, lane)
 
@@ -188,7 +185,7 @@ class Limiter:
 
     def _finished(self, reservation: _Reservation, result: ItemResult[Any]) -> bool:
         adjustments = [
-            (n, _settled_units(limit, reservation.item, result) - reservation.costs[n])
+            (n, limit.settled(reservation.item, result) - reservation.costs[n])
             for n, limit in enumerate(self.limits)
             if limit.settle is not None
         ]
@@ -325,49 +322,3 @@ def _as_rate_limit(limit: object, position: int) -> RateLimit:
         f"Limiter limits must be RateLimit objects or numbers of calls per second; "
         f"limit {position} is {limit!r}"
     )
-
-
-def _key_of(limit: RateLimit, item: object) -> Hashable:
-    if limit.key is None:
-        return None
-    try:
-        key = limit.key(item)
-        hash(key)
-    except Exception as error:
-        raise RateLimitCostError(f"the key function of {limit!r} failed on this item: {error!r}") from error
-    return key
-
-
-def _cost_of(limit: RateLimit, item: object) -> float:
-    if limit.cost is None:
-        return 1.0
-    try:
-        cost = limit.cost(item)
-    except Exception as error:
-        raise RateLimitCostError(f"the cost function of {limit!r} failed on this item: {error!r}") from error
-    units = _units(cost, f"the cost function of {limit!r}")
-    if units > limit.burst:
-        raise RateLimitCostError(
-            f"it costs {units:g} units, more than {limit!r} lets start at once (burst={limit.burst:g}), "
-            f"so it could never start; raise burst to at least the largest cost"
-        )
-    return units
-
-
-def _settled_units(limit: RateLimit, item: object, result: ItemResult[Any]) -> float:
-    assert limit.settle is not None
-    try:
-        used = limit.settle(item, result)
-    except Exception as error:
-        raise RateLimitCostError(f"the settle function of {limit!r} failed: {error!r}") from error
-    return _units(used, f"the settle function of {limit!r}")
-
-
-def _units(value: object, source: str) -> float:
-    """``value`` as a number of units >= 0, else a ``RateLimitCostError`` naming ``source``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise RateLimitCostError(f"{source} returned {value!r}; it must return a number of units >= 0")
-    units = _as_float(value)
-    if not math.isfinite(units) or units < 0:
-        raise RateLimitCostError(f"{source} returned {value!r}; it must return a finite number >= 0")
-    return units

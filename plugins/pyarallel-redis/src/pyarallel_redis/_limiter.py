@@ -30,10 +30,8 @@ from pyarallel_redis._validation import (
     check_name,
     check_non_negative_number,
     check_positive_number,
-    cost_of,
     encode_key,
     encoded_key_of,
-    settled_units,
 )
 
 __all__ = [
@@ -220,7 +218,7 @@ class RedisLimiter:
                 keys.append(key)
                 buckets.append(f"{self._bucket_prefixes[n]}:{encoded}")
         for n, limit in enumerate(self.limits):
-            cost = cost_of(limit, item)
+            cost = limit.cost_of(item)
             costs.append(cost)
             amounts += self._bucket_args(n, repr(cost))
         lane = tuple(keys[n] for n in self._keyed_limits) if self._keyed_limits else None
@@ -410,7 +408,7 @@ class RedisReservation:
         amounts: list[str] = []
         refunded = False
         for n in limiter._settled_limits:
-            units = settled_units(limiter.limits[n], self.item, result) - self.costs[n]
+            units = limiter.limits[n].settled(self.item, result) - self.costs[n]
             if units:
                 buckets.append(self.buckets[n])
                 amounts += limiter._bucket_args(n, repr(units))

@@ -1,10 +1,11 @@
 """The checks a limiter makes on its limits and on what the ``cost``, ``key`` and ``settle``
 functions of a :class:`~pyarallel.RateLimit` return.
 
-They mirror the local :class:`pyarallel.Limiter`'s, with the same errors and messages
-(copied, not imported: a plugin uses only pyarallel's public API), plus one of its own:
-a key must name the same budget in every process, so it must be made of values whose
-``repr`` is the same everywhere (see :func:`encode_key`).
+What the ``cost``, ``key`` and ``settle`` functions give is checked by the limit itself
+(``RateLimit.cost_of``, ``key_of`` and ``settled``, as for the local
+:class:`pyarallel.Limiter`); this module adds the checks of the limiter's own arguments
+and one rule of its own: a key must name the same budget in every process, so it must be
+made of values whose ``repr`` is the same everywhere (see :func:`encode_key`).
 """
 
 from __future__ import annotations
@@ -14,16 +15,13 @@ import math
 from collections.abc import Hashable
 from typing import Any
 
-from pyarallel import ItemResult, RateLimit, RateLimitCostError
+from pyarallel import RateLimit, RateLimitCostError
 
 __all__ = [
     "as_rate_limit",
     "check_name",
     "check_non_negative_number",
-    "cost_of",
     "encode_key",
-    "key_of",
-    "settled_units",
 ]
 
 # A key's ``repr`` longer than this is replaced by its SHA-256 in the Redis key.
@@ -74,52 +72,6 @@ def as_rate_limit(limit: object, position: int, owner: str) -> RateLimit:
     )
 
 
-def key_of(limit: RateLimit, item: object) -> Hashable:
-    if limit.key is None:
-        return None
-    try:
-        key = limit.key(item)
-        hash(key)
-    except Exception as error:
-        raise RateLimitCostError(f"the key function of {limit!r} failed on this item: {error!r}") from error
-    return key
-
-
-def cost_of(limit: RateLimit, item: object) -> float:
-    if limit.cost is None:
-        return 1.0
-    try:
-        cost = limit.cost(item)
-    except Exception as error:
-        raise RateLimitCostError(f"the cost function of {limit!r} failed on this item: {error!r}") from error
-    units = _units(cost, f"the cost function of {limit!r}")
-    if units > limit.burst:
-        raise RateLimitCostError(
-            f"it costs {units:g} units, more than {limit!r} lets start at once (burst={limit.burst:g}), "
-            f"so it could never start; raise burst to at least the largest cost"
-        )
-    return units
-
-
-def settled_units(limit: RateLimit, item: object, result: ItemResult[Any]) -> float:
-    assert limit.settle is not None
-    try:
-        used = limit.settle(item, result)
-    except Exception as error:
-        raise RateLimitCostError(f"the settle function of {limit!r} failed: {error!r}") from error
-    return _units(used, f"the settle function of {limit!r}")
-
-
-def _units(value: object, source: str) -> float:
-    """``value`` as a number of units >= 0, else a ``RateLimitCostError`` naming ``source``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RateLimitCostError(f"{source} returned {value!r}; it must return a number of units >= 0")
-    units = float(value)
-    if not math.isfinite(units) or units < 0:
-        raise RateLimitCostError(f"{source} returned {value!r}; it must return a finite number >= 0")
-    return units
-
-
 def _portable(key: object) -> bool:
     if isinstance(key, tuple):
         return all(_portable(part) for part in key)
@@ -147,7 +99,7 @@ def encode_key(key: object) -> str:
 
 def encoded_key_of(limit: RateLimit, item: object) -> tuple[Hashable, str]:
     """``limit``'s key for ``item`` and its encoding, or ``RateLimitCostError``."""
-    key = key_of(limit, item)
+    key = limit.key_of(item)
     try:
         return key, encode_key(key)
     except TypeError as error:
