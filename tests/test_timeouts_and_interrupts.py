@@ -502,6 +502,10 @@ if __name__ == "__main__":
 """
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(script: Path, markers: set[str], *args: str) -> SimpleNamespace:
     """Run ``script``, send it SIGINT once it printed every line in ``markers``, and wait
     for it to exit."""
@@ -510,6 +514,10 @@ def _interrupt(script: Path, markers: set[str], *args: str) -> SimpleNamespace:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control starts background commands with SIGINT ignored, and
+        # Python then never raises KeyboardInterrupt: give the child the default action
+        # (one signal() call between fork and exec takes no lock another thread may hold).
+        preexec_fn=_default_sigint,  # noqa: PLW1509
     )
     try:
         seen = _read_until(process.stdout, markers)
