@@ -1250,3 +1250,18 @@ def test_a_rate_limit_checks_its_own_functions_for_any_limiter() -> None:
         None,
         1.0,
     )
+
+
+def test_a_key_budget_made_during_a_pause_of_the_whole_limiter_resumes_without_a_burst() -> None:
+    clock = FakeClock()
+    limiter = Limiter(RateLimit(10, burst=5, key=lambda item: item))
+    limiter._clock = clock
+    limiter.pause(2.0)
+    limiter.pause(0.5, key="k")  # makes the budget of "k" while everything is paused
+    clock.advance(1.0)
+    assert limiter.request("k").try_acquire() == pytest.approx(1.0)
+    clock.advance(1.0)
+    assert limiter.request("k").try_acquire() == 0.0
+    assert limiter.request("k").try_acquire() == pytest.approx(0.1)  # one unit, not a burst of 5
+    # A key first seen after the pause ended is fresh: its full burst.
+    assert [limiter.request("fresh").try_acquire() for _ in range(5)] == [0.0] * 5

@@ -309,3 +309,30 @@ def test_a_cost_function_is_called_in_the_driver_with_the_item(executor: str) ->
     )
     assert result.values() == [1, 2, 3]
     assert sorted(seen) == [-3, -2, -1]
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_a_failing_settle_function_fails_its_item_without_a_retry(executor: str) -> None:
+    settled: list[Any] = []
+
+    def settle(item: Any, result: Any) -> float:
+        settled.append(item)
+        if item == 2:
+            raise KeyError("usage")
+        return 1.0
+
+    limiter = Limiter(RateLimit(1000, cost=lambda item: 1, settle=settle))
+    result = parallel_map(
+        abs,
+        [1, 2, 3],
+        executor=executor,
+        rate_limit=limiter,
+        retry=Retry(attempts=3, backoff=0, on=RateLimitCostError),  # would retry it, if asked
+    )
+    failures = dict(result.failures())
+    assert sorted(failures) == [1]
+    assert result.successes() == [(0, 1), (2, 3)]
+    assert isinstance(failures[1], RateLimitCostError)
+    assert failures[1].index == 1
+    assert isinstance(failures[1].__cause__, KeyError)
+    assert sorted(settled) == [1, 2, 3]  # one attempt each: the failure was not retried

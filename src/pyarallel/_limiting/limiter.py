@@ -57,6 +57,7 @@ class Limiter:
         self.adaptive = adaptive
         self._lock = threading.Lock()
         self._clock: Callable[[], float] = time.monotonic
+        self._paused_until = float("-inf")
         self._shared = [None if limit.key else self._new_bucket(limit) for limit in self.limits]
         self._keyed: list[dict[Hashable, Bucket] | None] = [
             {} if limit.key else None for limit in self.limits
@@ -65,7 +66,6 @@ class Limiter:
         self._unit_costs = tuple(1.0 for _ in self.limits)
         self._simple = all(limit.cost is None and limit.key is None for limit in self.limits)
         self._single = self._shared[0] if self._simple and len(self.limits) == 1 else None
-        self._paused_until = float("-inf")
         self._sweep_size = SWEEP_KEYS
         self._swept_at = float("-inf")
 
@@ -206,12 +206,9 @@ class Limiter:
 
     def _new_bucket(self, limit: RateLimit) -> Bucket:
         bucket = Bucket(limit.per_second, float(limit.burst), self.adaptive)
-        if self._paused_until_now():
+        if self._paused_until > self._clock():  # a key first seen while it all is paused
             bucket.pause(self._paused_until)
         return bucket
-
-    def _paused_until_now(self) -> bool:
-        return getattr(self, "_paused_until", float("-inf")) > self._clock()
 
     def _buckets(self, keys: tuple[Hashable, ...] | None, *, create: bool = True) -> list[Bucket]:
         """The budget of each limit for a call with ``keys`` (one per limit, or None)."""

@@ -203,8 +203,10 @@ class Schedule:
         return events
 
     def has_work_to_start(self, now: float) -> bool:
-        """True if an item is waiting to start (reading one item from the input, if need
-        be, to find out): a driver asks before preparing a start it may not need."""
+        """Under a rate limit, True if an item is waiting to start (reading one item from
+        the input, if need be, to find out): a driver asks before preparing a start it may
+        not need (``Backend.until_ready``). Without one, always True: ``start_tasks``
+        finds out itself."""
         self._ready.extend(self._backoff.release(now))
         self._token_due = None  # no token is due while nothing may start
         if self._paused(now):
@@ -212,9 +214,9 @@ class Schedule:
         if self._quarantine.has_suspects:
             return True
         lanes = self._lanes
-        if lanes is not None:
-            return (lanes.count > 0 and not self._ready) or self._fill_lanes(lanes, now, ahead=False)
-        return self._ensure_ready()
+        if lanes is None:
+            return True
+        return (lanes.count > 0 and not self._ready) or self._fill_lanes(lanes, now, ahead=False)
 
     def next_tasks(self, now: float) -> list[Task]:
         """The tasks to submit now. Call again after any task finishes or at ``wake_at()``.
@@ -345,17 +347,6 @@ class Schedule:
         self._running.add(task)
         if self._reclaimer is not None and len(task) > 1:
             self._reclaimer.watch(task, now)
-
-    def _ensure_ready(self) -> bool:
-        """Move one item from the input to READY if READY is empty; False if none is left."""
-        if not self._ready:
-            task = self._input.take(1)
-            if task is None:
-                return False
-            (item,) = task.items()
-            item.attempts = 0  # not started yet: ``Task.of`` counts the attempt
-            self._ready.append(item)
-        return True
 
     def _take_ready(self, size: int) -> Task:
         """A task of up to ``size`` items from the front of READY (retried or given back),
