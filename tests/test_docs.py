@@ -3,6 +3,7 @@ the hook specifications, and its Python examples run."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -40,3 +41,20 @@ def test_each_python_example_of_the_plugin_guide_runs(number: int, tmp_path: Pat
         [sys.executable, "-c", block], check=False, capture_output=True, text=True, cwd=tmp_path, timeout=100
     )
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("page", ["long-jobs.md"])
+def test_the_python_examples_of_the_long_job_pages_run(page: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYARALLEL_CHECKPOINT_SECRET": "docs-test"}  # not the real home's key file
+    for block in _python_blocks(page):
+        run = subprocess.run(
+            [sys.executable, "-c", block],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=50,
+            env=env,
+        )
+        assert run.returncode == 0, f"{page}:\n{block}\n{run.stderr}"

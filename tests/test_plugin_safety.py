@@ -126,7 +126,7 @@ def test_an_unknown_hook_with_no_close_name_gets_no_suggestion(register: Callabl
         register(Unrelated(), "unrelated")
     assert "'completely_different'" in str(caught.value)
     assert "did you mean" not in str(caught.value)
-    assert "Known hooks: pyarallel_executor, " in str(caught.value)
+    assert "Known hooks: pyarallel_checkpoint_store, pyarallel_executor, " in str(caught.value)
 
 
 def test_a_correct_plugin_still_registers_and_is_called(register: Callable[..., str]) -> None:

@@ -59,7 +59,7 @@ def plugin_named(name: str) -> PluginInfo:
 class InlineBackend:
     """Runs each task synchronously in the caller, returning an already-finished future."""
 
-    name = "inline"
+    name = "synchronous"
     capacity = 1
     capabilities = Capabilities(in_caller_process=True)
 
@@ -90,12 +90,12 @@ class InlinePlugin:
 
     @hookimpl
     def pyarallel_executor_names(self) -> tuple[str, ...]:
-        return ("inline",)
+        return ("synchronous",)
 
     @hookimpl
     def pyarallel_executor(self, executor: object, workers: int | None) -> InlineBackend | None:
         self.asked.append((executor, workers))
-        if executor != "inline":
+        if executor != "synchronous":
             return None
         backend = InlineBackend()
         self.backends.append(backend)
@@ -149,7 +149,7 @@ def test_plugin_executor_is_used_listed_and_removed_by_object(register: Callable
     assert name == "inline-plugin"
 
     caller = threading.get_ident()
-    result = parallel_map(lambda x: (x * 2, threading.get_ident()), range(5), executor="inline")
+    result = parallel_map(lambda x: (x * 2, threading.get_ident()), range(5), executor="synchronous")
     assert [value for value, _ in result] == [0, 2, 4, 6, 8]
     assert {thread for _, thread in result} == {caller}  # ran synchronously in the caller
     assert len(plugin.backends) == 1
@@ -159,14 +159,14 @@ def test_plugin_executor_is_used_listed_and_removed_by_object(register: Callable
 
     infos = list_plugins()
     assert infos[0].name == "inline-plugin"  # most recently registered is asked first
-    assert infos[0].executors == ("inline",)
+    assert infos[0].executors == ("synchronous",)
     assert infos[0].hooks == ("pyarallel_executor", "pyarallel_executor_names")
     assert infos[0].distribution is None
 
     unregister_plugin(plugin)
     assert "inline-plugin" not in {info.name for info in list_plugins()}
-    with pytest.raises(ValueError, match="inline") as excinfo:
-        parallel_map(abs, [1], executor="inline")
+    with pytest.raises(ValueError, match="synchronous") as excinfo:
+        parallel_map(abs, [1], executor="synchronous")
     message = str(excinfo.value)
     assert "'thread'" in message
     assert "'process'" in message
@@ -177,12 +177,12 @@ def test_plugin_executor_is_used_listed_and_removed_by_object(register: Callable
 def test_plugin_executor_removed_by_name(register: Callable[..., str]) -> None:
     plugin = InlinePlugin()
     register(plugin, "inline-by-name")
-    assert parallel_starmap(pow, [(2, 3), (3, 2)], executor="inline").values() == [8, 9]
-    assert [r.value for r in parallel_iter(abs, [-1], executor="inline")] == [1]
+    assert parallel_starmap(pow, [(2, 3), (3, 2)], executor="synchronous").values() == [8, 9]
+    assert [r.value for r in parallel_iter(abs, [-1], executor="synchronous")] == [1]
     unregister_plugin("inline-by-name")
     assert not plugin_manager().is_registered(plugin)
     with pytest.raises(ValueError, match="available"):
-        parallel_map(abs, [1], executor="inline")
+        parallel_map(abs, [1], executor="synchronous")
     with pytest.raises(ValueError, match="inline-by-name"):
         unregister_plugin("inline-by-name")
 
@@ -205,8 +205,8 @@ def test_plugin_executor_receives_workers_and_failures_stay_per_item(register: C
             raise KeyError(x)
         return x
 
-    result = parallel_map(fn, range(4), executor="inline", workers=3)
-    assert ("inline", 3) in plugin.asked
+    result = parallel_map(fn, range(4), executor="synchronous", workers=3)
+    assert ("synchronous", 3) in plugin.asked
     assert [i for i, _ in result.failures()] == [2]
     assert result.successes() == [(0, 0), (1, 1), (3, 3)]
 
@@ -881,7 +881,7 @@ def test_backend_task_seconds_lets_the_scheduler_group_tiny_items(register: Call
     register(plain)
     register(chunked)
     items = list(range(300))
-    assert parallel_map(lambda x: x + 1, items, executor="inline").values() == [x + 1 for x in items]
+    assert parallel_map(lambda x: x + 1, items, executor="synchronous").values() == [x + 1 for x in items]
     assert plain.backends[-1].submitted == 300  # without task_seconds: one item per task
     result = parallel_map(lambda x: x + 1, items, executor="inline-chunked")
     assert result.values() == [x + 1 for x in items]

@@ -20,9 +20,14 @@ if TYPE_CHECKING:
     from pyarallel._async_api import async_parallel_iter, async_parallel_map, async_parallel_starmap
     from pyarallel._async_decorator import AsyncParallelClassMethod, AsyncParallelFunction, async_parallel
     from pyarallel._async_stream import AsyncResultStream
+    from pyarallel._checkpoint.failure import RecordedFailure
+    from pyarallel._checkpoint.spec import Checkpoint
     from pyarallel._decorator import ParallelClassMethod, ParallelFunction, parallel
     from pyarallel._errors import (
+        CheckpointError,
         IncompleteRunError,
+        ItemAbortedError,
+        ItemCancelledError,
         ItemError,
         ItemTimeoutError,
         PyarallelError,
@@ -30,11 +35,14 @@ if TYPE_CHECKING:
         SerializationError,
         TaskTimeoutError,
         WorkerCrashedError,
+        WorkerInitError,
     )
+    from pyarallel._lifecycle import shutdown, warm_up
     from pyarallel._limiting import Limiter
     from pyarallel._options import RateLimit, Retry
     from pyarallel._plugins import PluginInfo, list_plugins, register_plugin, unregister_plugin
     from pyarallel._result import ItemResult, ParallelResult, RunStatus
+    from pyarallel._stopping import StopToken, stop_on_signals
     from pyarallel.hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -53,7 +61,12 @@ _HOMES = {
     "AsyncParallelFunction": "pyarallel._async_decorator",
     "AsyncParallelClassMethod": "pyarallel._async_decorator",
     "AsyncResultStream": "pyarallel._async_stream",
+    "Checkpoint": "pyarallel._checkpoint.spec",
+    "RecordedFailure": "pyarallel._checkpoint.failure",
+    "CheckpointError": "pyarallel._errors",
     "IncompleteRunError": "pyarallel._errors",
+    "ItemAbortedError": "pyarallel._errors",
+    "ItemCancelledError": "pyarallel._errors",
     "ItemError": "pyarallel._errors",
     "ItemTimeoutError": "pyarallel._errors",
     "PyarallelError": "pyarallel._errors",
@@ -62,6 +75,11 @@ _HOMES = {
     "SerializationError": "pyarallel._errors",
     "TaskTimeoutError": "pyarallel._errors",
     "WorkerCrashedError": "pyarallel._errors",
+    "WorkerInitError": "pyarallel._errors",
+    "StopToken": "pyarallel._stopping",
+    "stop_on_signals": "pyarallel._stopping",
+    "shutdown": "pyarallel._lifecycle",
+    "warm_up": "pyarallel._lifecycle",
     "RateLimit": "pyarallel._options",
     "Retry": "pyarallel._options",
     "PluginInfo": "pyarallel._plugins",
@@ -78,7 +96,11 @@ __all__ = [
     "AsyncParallelClassMethod",
     "AsyncParallelFunction",
     "AsyncResultStream",
+    "Checkpoint",
+    "CheckpointError",
     "IncompleteRunError",
+    "ItemAbortedError",
+    "ItemCancelledError",
     "ItemError",
     "ItemResult",
     "ItemTimeoutError",
@@ -90,11 +112,14 @@ __all__ = [
     "PyarallelError",
     "RateLimit",
     "RateLimitCostError",
+    "RecordedFailure",
     "Retry",
     "RunStatus",
     "SerializationError",
+    "StopToken",
     "TaskTimeoutError",
     "WorkerCrashedError",
+    "WorkerInitError",
     "async_parallel",
     "async_parallel_iter",
     "async_parallel_map",
@@ -106,7 +131,10 @@ __all__ = [
     "parallel_map",
     "parallel_starmap",
     "register_plugin",
+    "shutdown",
+    "stop_on_signals",
     "unregister_plugin",
+    "warm_up",
 ]
 
 

@@ -11,8 +11,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
     from typing import Any, TypeVar
 
-    from pyarallel._options import ExecutorOption, ProgressCallback, RateLimitOption, RetryOption
+    from pyarallel._options import (
+        CheckpointOption,
+        ExecutorOption,
+        KeyFunction,
+        ProgressCallback,
+        RateLimitOption,
+        ResultCallback,
+        RetryOption,
+    )
     from pyarallel._result import ItemResult, ParallelResult
+    from pyarallel._stopping import StopToken
 
     R = TypeVar("R")
 
@@ -30,6 +39,15 @@ def parallel_map(
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     retry: RetryOption = None,
+    task_timeout: float | None = None,
+    max_errors: int | None = None,
+    stop: StopToken | None = None,
+    checkpoint: CheckpointOption = None,
+    checkpoint_key: KeyFunction | None = None,
+    on_result: ResultCallback | None = None,
+    sequential: bool = False,
+    worker_init: Callable[[], object] | None = None,
+    max_tasks_per_worker: int | None = None,
 ) -> ParallelResult[R]:
     """Call ``fn(item)`` for every item in parallel and return the results in input order.
 
@@ -72,6 +90,15 @@ def parallel_starmap(
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     retry: RetryOption = None,
+    task_timeout: float | None = None,
+    max_errors: int | None = None,
+    stop: StopToken | None = None,
+    checkpoint: CheckpointOption = None,
+    checkpoint_key: KeyFunction | None = None,
+    on_result: ResultCallback | None = None,
+    sequential: bool = False,
+    worker_init: Callable[[], object] | None = None,
+    max_tasks_per_worker: int | None = None,
 ) -> ParallelResult[R]:
     """Like :func:`parallel_map`, but calls ``fn(*item)`` for every item.
 
@@ -94,6 +121,16 @@ def parallel_iter(
     rate_limit: RateLimitOption = None,
     batch_size: int | None = None,
     retry: RetryOption = None,
+    task_timeout: float | None = None,
+    max_errors: int | None = None,
+    stop: StopToken | None = None,
+    checkpoint: CheckpointOption = None,
+    checkpoint_key: KeyFunction | None = None,
+    on_result: ResultCallback | None = None,
+    ordered: bool = False,
+    sequential: bool = False,
+    worker_init: Callable[[], object] | None = None,
+    max_tasks_per_worker: int | None = None,
 ) -> Generator[ItemResult[R], None, None]:
     """Call ``fn(item)`` for every item in parallel, yielding an ``ItemResult`` for each
     as it completes (completion order, not input order). Nothing is accumulated.

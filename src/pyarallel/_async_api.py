@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pyarallel._async_driver import execute_async, start_async_run
+from pyarallel._async_driver import execute_async, execute_ordered, start_async_run
 from pyarallel._async_stream import AsyncResultStream
 from pyarallel._options import ProgressCallback
 from pyarallel._plan import ASYNC_MAP, ASYNC_STREAM, RunOptions, RunPlan, make_plan
 
 if TYPE_CHECKING:
-    from pyarallel._options import RateLimitOption, RetryOption
+    from pyarallel._options import CheckpointOption, KeyFunction, RateLimitOption, ResultCallback, RetryOption
+    from pyarallel._stopping import StopToken
 from pyarallel._result import ParallelResult, ResultCollector
 
 __all__ = [
@@ -33,10 +34,15 @@ async def async_parallel_map(
     concurrency: int = 4,
     rate_limit: RateLimitOption = None,
     timeout: float | None = None,
-    task_timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     retry: RetryOption = None,
+    task_timeout: float | None = None,
+    max_errors: int | None = None,
+    stop: StopToken | None = None,
+    checkpoint: CheckpointOption = None,
+    checkpoint_key: KeyFunction | None = None,
+    on_result: ResultCallback | None = None,
 ) -> ParallelResult[R]:
     """Await ``fn(item)`` for every item, at most ``concurrency`` at once, and return the
     results in input order.
@@ -66,10 +72,15 @@ async def async_parallel_starmap(
     concurrency: int = 4,
     rate_limit: RateLimitOption = None,
     timeout: float | None = None,
-    task_timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     retry: RetryOption = None,
+    task_timeout: float | None = None,
+    max_errors: int | None = None,
+    stop: StopToken | None = None,
+    checkpoint: CheckpointOption = None,
+    checkpoint_key: KeyFunction | None = None,
+    on_result: ResultCallback | None = None,
 ) -> ParallelResult[R]:
     """Like :func:`async_parallel_map`, but awaits ``fn(*item)`` for every item."""
     options = RunOptions.for_call(ASYNC_MAP, locals())
@@ -83,9 +94,15 @@ def async_parallel_iter(
     *,
     concurrency: int = 4,
     rate_limit: RateLimitOption = None,
-    task_timeout: float | None = None,
     batch_size: int | None = None,
     retry: RetryOption = None,
+    task_timeout: float | None = None,
+    max_errors: int | None = None,
+    stop: StopToken | None = None,
+    checkpoint: CheckpointOption = None,
+    checkpoint_key: KeyFunction | None = None,
+    on_result: ResultCallback | None = None,
+    ordered: bool = False,
 ) -> AsyncResultStream[R]:
     """An async stream of ``ItemResult`` in completion order; nothing is accumulated.
 
@@ -96,7 +113,7 @@ def async_parallel_iter(
     """
     options = RunOptions.for_call(ASYNC_STREAM, locals())
     plan = make_plan(fn, items, options, star=False, materialize_unsized=False, asynchronous=True)
-    return AsyncResultStream(execute_async(plan))
+    return AsyncResultStream(execute_ordered(plan) if plan.options.ordered else execute_async(plan))
 
 
 async def async_collect(plan: RunPlan) -> ParallelResult[Any]:

@@ -20,7 +20,7 @@ from typing import (
 )
 
 from pyarallel._async_api import async_collect
-from pyarallel._async_driver import execute_async
+from pyarallel._async_driver import execute_async, execute_ordered
 from pyarallel._async_stream import AsyncResultStream
 from pyarallel._decorated_pickling import reduce_decorated
 from pyarallel._decorator import bind
@@ -38,7 +38,8 @@ from pyarallel._plan import (
 from pyarallel._result import ParallelResult
 
 if TYPE_CHECKING:
-    from pyarallel._options import RateLimitOption, RetryOption
+    from pyarallel._options import CheckpointOption, KeyFunction, RateLimitOption, ResultCallback, RetryOption
+    from pyarallel._stopping import StopToken
 
 __all__ = ["AsyncParallelClassMethod", "AsyncParallelFunction", "async_parallel"]
 
@@ -112,7 +113,8 @@ class AsyncParallelFunction(Generic[P, R]):
         """
         options = self._defaults.with_overrides(overrides, ASYNC_STREAM)
         options = options.replace(timeout=None, on_progress=None)
-        return AsyncResultStream(execute_async(self._plan(items, options, star=False)))
+        plan = self._plan(items, options, star=False)
+        return AsyncResultStream(execute_ordered(plan) if plan.options.ordered else execute_async(plan))
 
     def _plan(self, items: Any, options: RunOptions, *, star: bool) -> RunPlan:
         return make_plan(self._fn, items, options, star=star, materialize_unsized=False, asynchronous=True)
@@ -170,10 +172,15 @@ def async_parallel(
     concurrency: int = 4,
     rate_limit: RateLimitOption = None,
     timeout: float | None = None,
-    task_timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     retry: RetryOption = None,
+    task_timeout: float | None = None,
+    max_errors: int | None = None,
+    stop: StopToken | None = None,
+    checkpoint: CheckpointOption = None,
+    checkpoint_key: KeyFunction | None = None,
+    on_result: ResultCallback | None = None,
 ) -> _AsyncDecorator: ...
 def async_parallel(
     fn: Callable[P, Coroutine[Any, Any, R]] | None = None,
@@ -182,10 +189,15 @@ def async_parallel(
     concurrency: int = 4,
     rate_limit: RateLimitOption = None,
     timeout: float | None = None,
-    task_timeout: float | None = None,
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     retry: RetryOption = None,
+    task_timeout: float | None = None,
+    max_errors: int | None = None,
+    stop: StopToken | None = None,
+    checkpoint: CheckpointOption = None,
+    checkpoint_key: KeyFunction | None = None,
+    on_result: ResultCallback | None = None,
 ) -> Any:
     """Decorate an ``async def`` function so that it keeps working as itself and gains
     ``.map``, ``.starmap`` (both awaitable) and ``.stream`` (an async iterator); the options

@@ -23,15 +23,34 @@ from pyarallel._plan import RunPlan
 from pyarallel._result import ItemResult, item_results
 from pyarallel._run import MAX_WAIT_SECONDS, Run
 from pyarallel._scheduling import Task
+from pyarallel.contracts import Capabilities
 
-__all__ = ["EXECUTOR_NAME", "execute_async", "start_async_run"]
+__all__ = ["EXECUTOR_NAME", "execute_async", "execute_ordered", "start_async_run"]
 
 EXECUTOR_NAME = "asyncio"
 
 
+# An attempt's coroutine is cancelled once it overruns ``task_timeout``: the event loop is
+# a backend that stops overdue tasks itself.
+_CAPABILITIES = Capabilities(kills_overdue_tasks=True)
+
+
 def start_async_run(plan: RunPlan) -> Run:
     """The ``Run`` of ``plan`` on the event loop (observers are told it starts)."""
-    return Run(plan, executor=EXECUTOR_NAME, capacity=plan.options.workers or 1)
+    return Run(plan, executor=EXECUTOR_NAME, capacity=plan.options.workers or 1, capabilities=_CAPABILITIES)
+
+
+async def execute_ordered(plan: RunPlan) -> AsyncGenerator[ItemResult[Any], None]:
+    """``execute_async`` in input order: each result is held until those before it have
+    been yielded."""
+    held: dict[int, ItemResult[Any]] = {}
+    next_index = 0
+    async with contextlib.aclosing(execute_async(plan)) as results:
+        async for item in results:
+            held[item.index] = item
+            while next_index in held:
+                yield held.pop(next_index)
+                next_index += 1
 
 
 async def execute_async(plan: RunPlan, run: Run | None = None) -> AsyncGenerator[ItemResult[Any], None]:
@@ -65,6 +84,8 @@ async def _drive(run: Run, tasks: dict[asyncio.Task[_Report], Task]) -> AsyncGen
     source = plan.async_source
     inbox = _Inbox()
     pull: asyncio.Future[Any] | None = None
+    loop = asyncio.get_running_loop()
+    unsubscribe = run.subscribe_to_stop(lambda: loop.call_soon_threadsafe(inbox.wake))
     try:
         while True:
             now = time.monotonic()
@@ -73,13 +94,17 @@ async def _drive(run: Run, tasks: dict[asyncio.Task[_Report], Task]) -> AsyncGen
                 for result in run.expire():
                     yield result
                 return
+            if run.stop_due:
+                for settled in run.stop():
+                    for result in item_results(settled):
+                        yield result
             for task in schedule.start_tasks(now):
                 (item,) = task.items()  # no chunking here: one item per task
                 coroutine = _attempt(fn, star, item.payload, item.index, item.attempts, task_timeout)
                 future = asyncio.ensure_future(coroutine)
                 tasks[future] = task
                 future.add_done_callback(inbox.put)
-            for settled in run.deliver(schedule.take_events()):  # refused by the rate limiter
+            for settled in run.deliver([]):  # refused by the rate limiter, restored...
                 for result in item_results(settled):
                     yield result
             if source is not None and pull is None and schedule.needs_input():
@@ -100,17 +125,19 @@ async def _drive(run: Run, tasks: dict[asyncio.Task[_Report], Task]) -> AsyncGen
                         schedule.close_input()
                     continue
                 task = tasks.pop(finished)  # type: ignore[call-overload]
-                values, failed = finished.result()
-                for settled in run.deliver(schedule.finish_task(task, values, failed, now)):
+                values, failed, seconds = finished.result()
+                for settled in run.deliver(schedule.finish_task(task, values, failed, now, seconds)):
                     for result in item_results(settled):
                         yield result
     finally:
+        unsubscribe()
         if pull is not None:
             await _cancel_all({pull: None})
 
 
-# An attempt's value or exception, and [0] when it is an exception (see ``TaskReport``).
-_Report = tuple[list[Any], list[int]]
+# An attempt's value or exception, [0] when it is an exception, and the seconds it ran
+# (see ``TaskReport``).
+_Report = tuple[list[Any], list[int], float]
 
 POLL_SECONDS = 0.002  # the event loop's timers wake up to 1 ms late (epoll counts in ms)
 
@@ -143,6 +170,10 @@ class _Inbox:
     def put(self, future: asyncio.Future[Any]) -> None:
         """Done callback of every task and input pull."""
         self.finished.append(future)
+        self.wake()
+
+    def wake(self) -> None:
+        """End the current wait (something finished, or the run's stop token fired)."""
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -176,6 +207,7 @@ async def _attempt(  # noqa: PLR0917
 ) -> _Report:
     """One attempt of one item, reported as the schedule expects a one-item task's."""
     scope = asyncio.timeout(task_timeout)
+    started = time.perf_counter()
     try:
         try:
             async with scope:
@@ -190,10 +222,10 @@ async def _attempt(  # noqa: PLR0917
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise  # the run is cancelling this attempt
-        return [error], [0]  # the user's coroutine raised CancelledError by itself
+        return [error], [0], time.perf_counter() - started  # raised by the user's coroutine itself
     except BaseException as error:  # SystemExit, KeyboardInterrupt too: they fail this item only
-        return [error], [0]
-    return [value], []
+        return [error], [0], time.perf_counter() - started
+    return [value], [], time.perf_counter() - started
 
 
 async def _cancel_all(tasks: dict[Any, Any]) -> None:

@@ -33,7 +33,15 @@ from pyarallel._result import ItemResult, ParallelResult
 from pyarallel._sync_driver import collect, execute
 
 if TYPE_CHECKING:
-    from pyarallel._options import ExecutorOption, RateLimitOption, RetryOption
+    from pyarallel._options import (
+        CheckpointOption,
+        ExecutorOption,
+        KeyFunction,
+        RateLimitOption,
+        ResultCallback,
+        RetryOption,
+    )
+    from pyarallel._stopping import StopToken
 
 __all__ = ["ParallelClassMethod", "ParallelFunction", "bind", "parallel"]
 
@@ -173,6 +181,15 @@ def parallel(
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     retry: RetryOption = None,
+    task_timeout: float | None = None,
+    max_errors: int | None = None,
+    stop: StopToken | None = None,
+    checkpoint: CheckpointOption = None,
+    checkpoint_key: KeyFunction | None = None,
+    on_result: ResultCallback | None = None,
+    sequential: bool = False,
+    worker_init: Callable[[], object] | None = None,
+    max_tasks_per_worker: int | None = None,
 ) -> _Decorator: ...
 def parallel(
     fn: Callable[P, R] | None = None,
@@ -185,6 +202,15 @@ def parallel(
     on_progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     retry: RetryOption = None,
+    task_timeout: float | None = None,
+    max_errors: int | None = None,
+    stop: StopToken | None = None,
+    checkpoint: CheckpointOption = None,
+    checkpoint_key: KeyFunction | None = None,
+    on_result: ResultCallback | None = None,
+    sequential: bool = False,
+    worker_init: Callable[[], object] | None = None,
+    max_tasks_per_worker: int | None = None,
 ) -> Any:
     """Decorate a function so that it keeps working as itself and gains ``.map``,
     ``.starmap`` and ``.stream``; the options given here are their defaults.

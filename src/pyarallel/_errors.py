@@ -8,7 +8,10 @@ names the item's input index so that a failure read out of a log says which inpu
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointError",
     "IncompleteRunError",
+    "ItemAbortedError",
+    "ItemCancelledError",
     "ItemError",
     "ItemTimeoutError",
     "PyarallelError",
@@ -17,6 +20,7 @@ __all__ = [
     "TaskLostError",
     "TaskTimeoutError",
     "WorkerCrashedError",
+    "WorkerInitError",
 ]
 
 
@@ -85,6 +89,19 @@ class TaskTimeoutError(ItemError, TimeoutError):
     cancelled. Like any failure it may be retried. It is a ``TimeoutError``."""
 
 
+class ItemAbortedError(ItemError):
+    """The run was aborted before this item finished: ``max_errors`` items had failed
+    for good, so no more work was admitted. The item's function was not called for this
+    attempt (it may have failed attempts before: the last one's exception is the
+    ``__cause__``)."""
+
+
+class ItemCancelledError(ItemError):
+    """The run was stopped (its ``stop=`` token was triggered) before this item started
+    or before it could be retried; the last failed attempt's exception, if any, is the
+    ``__cause__``."""
+
+
 class ItemTimeoutError(PyarallelError, TimeoutError):
     """The run's total ``timeout`` expired before this item finished.
 
@@ -115,24 +132,37 @@ class TaskLostError(PyarallelError):
     alone, with nothing else in flight, and fails with :class:`WorkerCrashedError` only
     if it is lost again. Items that had not started, or whose outcomes were lost with the
     worker, run again without counting an attempt.
+
+    ``overdue`` is ``True`` when the backend itself stopped the worker because the running
+    item (the last of the ``started``) had run longer than ``task_timeout`` (a backend
+    with ``Capabilities.kills_overdue_tasks``): that item's attempt fails with
+    :class:`TaskTimeoutError` (and may be retried); it is no crash, so it is never a
+    suspect.
     """
 
     def __init__(
-        self, message: str, *, started: int | None, finished: bool = False, crashed: bool | None = None
+        self,
+        message: str,
+        *,
+        started: int | None,
+        finished: bool = False,
+        crashed: bool | None = None,
+        overdue: bool = False,
     ) -> None:
         super().__init__(message)
         self.started = started
         self.finished = finished
         self.crashed = crashed
+        self.overdue = overdue
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_task_lost, (str(self), self.started, self.finished, self.crashed))
+        return (_rebuild_task_lost, (str(self), self.started, self.finished, self.crashed, self.overdue))
 
 
 def _rebuild_task_lost(
-    message: str, started: int | None, finished: bool, crashed: bool | None
+    message: str, started: int | None, finished: bool, crashed: bool | None, overdue: bool = False
 ) -> TaskLostError:
-    return TaskLostError(message, started=started, finished=finished, crashed=crashed)
+    return TaskLostError(message, started=started, finished=finished, crashed=crashed, overdue=overdue)
 
 
 class IncompleteRunError(PyarallelError):
@@ -175,3 +205,17 @@ def _rebuild_incomplete(
     status: object, read: int, finished: int, expected: int | None = None
 ) -> IncompleteRunError:
     return IncompleteRunError(status, read=read, finished=finished, expected=expected)
+
+
+class WorkerInitError(PyarallelError):
+    """A call's ``worker_init`` raised in a worker, so the run could not go on: raised
+    from the call (after every worker has stopped), with the exception ``worker_init``
+    raised as its ``__cause__`` (its traceback as text, from another process)."""
+
+
+class CheckpointError(PyarallelError, ValueError):
+    """The checkpoint cannot be used: it belongs to another job, or its contents cannot be
+    trusted (a file that is not a pyarallel checkpoint, records that fail their integrity
+    check). Raised when the run starts, before any item runs; the message names the file
+    and says what to do (pass another path or the right secret, or delete the file to
+    start over). It is a ``ValueError``."""

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     Per = Literal["second", "minute", "hour"]
 
-__all__ = ["ProgressCallback", "RateLimit", "Retry"]
+__all__ = ["KeyFunction", "ProgressCallback", "RateLimit", "ResultCallback", "Retry"]
 
 _SECONDS_PER: dict[str, float] = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 
@@ -435,10 +435,18 @@ def _exception_types(on: object) -> tuple[type[BaseException], ...] | None:
 ProgressCallback = Callable[[int, int], object]
 """``on_progress(done, total)``; its return value is ignored."""
 
+ResultCallback = Callable[["ItemResult[Any]"], object]
+"""``on_result(result)``: each item's final ``ItemResult``; its return value is ignored."""
+
+KeyFunction = Callable[["Any"], Hashable]
+"""``checkpoint_key(item)``: what identifies an item in a checkpoint."""
+
 if TYPE_CHECKING:
+    from os import PathLike
     from typing import TypeAlias
 
-    from pyarallel.contracts import RateLimiter, RateLimitSpec, RetryPolicy, RetrySpec
+    from pyarallel._checkpoint import Checkpoint
+    from pyarallel.contracts import CheckpointStore, RateLimiter, RateLimitSpec, RetryPolicy, RetrySpec
 
     # What ``rate_limit=`` and ``retry=`` accept, for type checkers: the built-in specs, a
     # limiter or policy object as it is, or a plugin's spec (see ``pyarallel.contracts``).
@@ -446,3 +454,5 @@ if TYPE_CHECKING:
     ExecutorOption: TypeAlias = Any  # "thread", "process", a plugin's name, or an executor object
     RateLimitOption: TypeAlias = RateLimit | float | RateLimiter | RateLimitSpec | None
     RetryOption: TypeAlias = Retry | RetryPolicy | RetrySpec | None
+    # What ``checkpoint=`` accepts: a path, a ``Checkpoint``, or a store object.
+    CheckpointOption: TypeAlias = str | PathLike[str] | Checkpoint | CheckpointStore | None

@@ -23,10 +23,27 @@ from pyarallel._options import (
     check_sync_function,
     check_timeout,
 )
-from pyarallel.contracts import Backend, Capabilities, RateLimiter, RetryPolicy, RunInfo
+from pyarallel.contracts import (
+    NO_BACKEND_OPTIONS,
+    Backend,
+    BackendOptions,
+    Capabilities,
+    CheckpointStore,
+    RateLimiter,
+    RetryPolicy,
+    RunInfo,
+)
 
 if TYPE_CHECKING:
-    from pyarallel._options import ExecutorOption, RateLimitOption, RetryOption
+    from pyarallel._options import (
+        CheckpointOption,
+        ExecutorOption,
+        KeyFunction,
+        RateLimitOption,
+        ResultCallback,
+        RetryOption,
+    )
+    from pyarallel._stopping import StopToken
 
 __all__ = [
     "ASYNC_MAP",
@@ -58,6 +75,15 @@ class RunOptionOverrides(TypedDict, total=False):
     on_progress: ProgressCallback | None
     batch_size: int | None
     retry: RetryOption
+    task_timeout: float | None
+    max_errors: int | None
+    stop: StopToken | None
+    checkpoint: CheckpointOption
+    checkpoint_key: KeyFunction | None
+    on_result: ResultCallback | None
+    sequential: bool
+    worker_init: Callable[[], object] | None
+    max_tasks_per_worker: int | None
 
 
 class StreamOptionOverrides(TypedDict, total=False):
@@ -68,6 +94,16 @@ class StreamOptionOverrides(TypedDict, total=False):
     rate_limit: RateLimitOption
     batch_size: int | None
     retry: RetryOption
+    task_timeout: float | None
+    max_errors: int | None
+    stop: StopToken | None
+    checkpoint: CheckpointOption
+    checkpoint_key: KeyFunction | None
+    on_result: ResultCallback | None
+    ordered: bool
+    sequential: bool
+    worker_init: Callable[[], object] | None
+    max_tasks_per_worker: int | None
 
 
 class AsyncRunOptionOverrides(TypedDict, total=False):
@@ -76,10 +112,15 @@ class AsyncRunOptionOverrides(TypedDict, total=False):
     concurrency: int
     rate_limit: RateLimitOption
     timeout: float | None
-    task_timeout: float | None
     on_progress: ProgressCallback | None
     batch_size: int | None
     retry: RetryOption
+    task_timeout: float | None
+    max_errors: int | None
+    stop: StopToken | None
+    checkpoint: CheckpointOption
+    checkpoint_key: KeyFunction | None
+    on_result: ResultCallback | None
 
 
 class AsyncStreamOptionOverrides(TypedDict, total=False):
@@ -87,9 +128,15 @@ class AsyncStreamOptionOverrides(TypedDict, total=False):
 
     concurrency: int
     rate_limit: RateLimitOption
-    task_timeout: float | None
     batch_size: int | None
     retry: RetryOption
+    task_timeout: float | None
+    max_errors: int | None
+    stop: StopToken | None
+    checkpoint: CheckpointOption
+    checkpoint_key: KeyFunction | None
+    on_result: ResultCallback | None
+    ordered: bool
 
 
 # Every option, in the one place it is defined: the ``RunOptions`` field it is kept in,
@@ -106,10 +153,19 @@ OPTION_TABLE: dict[str, tuple[str, object, tuple[str, ...]]] = {
     "executor": ("executor", "thread", (MAP, STREAM)),
     "rate_limit": ("rate_limit", None, _EVERY),
     "timeout": ("timeout", None, (MAP, ASYNC_MAP)),
-    "task_timeout": ("task_timeout", None, (ASYNC_MAP, ASYNC_STREAM)),
     "on_progress": ("on_progress", None, (MAP, ASYNC_MAP)),
     "batch_size": ("batch_size", None, _EVERY),
     "retry": ("retry", None, _EVERY),
+    "task_timeout": ("task_timeout", None, _EVERY),
+    "max_errors": ("max_errors", None, _EVERY),
+    "stop": ("stop", None, _EVERY),
+    "checkpoint": ("checkpoint", None, _EVERY),
+    "checkpoint_key": ("checkpoint_key", None, _EVERY),
+    "on_result": ("on_result", None, _EVERY),
+    "ordered": ("ordered", False, (STREAM, ASYNC_STREAM)),
+    "sequential": ("sequential", False, (MAP, STREAM)),
+    "worker_init": ("worker_init", None, (MAP, STREAM)),
+    "max_tasks_per_worker": ("max_tasks_per_worker", None, (MAP, STREAM)),
 }
 FORM_OPTIONS: dict[str, tuple[str, ...]] = {
     form: tuple(name for name, (_, _, forms) in OPTION_TABLE.items() if form in forms) for form in _EVERY
@@ -128,12 +184,21 @@ class RunOptions:
 
     __slots__ = (
         "batch_size",
+        "checkpoint",
+        "checkpoint_key",
         "executor",
+        "max_errors",
+        "max_tasks_per_worker",
         "on_progress",
+        "on_result",
+        "ordered",
         "rate_limit",
         "retry",
+        "sequential",
+        "stop",
         "task_timeout",
         "timeout",
+        "worker_init",
         "workers",
     )
 
@@ -153,6 +218,15 @@ class RunOptions:
         batch_size: int | None
         retry: Any
         task_timeout: float | None
+        max_errors: int | None
+        stop: StopToken | None
+        checkpoint: Any
+        checkpoint_key: KeyFunction | None
+        on_result: ResultCallback | None
+        ordered: bool
+        sequential: bool
+        worker_init: Callable[[], object] | None
+        max_tasks_per_worker: int | None
 
     @classmethod
     def for_call(cls, form: str, arguments: Mapping[str, Any]) -> RunOptions:
@@ -218,6 +292,8 @@ class RunPlan:
     __slots__ = (
         "async_source",
         "backend",
+        "backend_options",
+        "checkpoint",
         "fn",
         "limiter",
         "options",
@@ -243,6 +319,7 @@ class RunPlan:
         limiter: RateLimiter | None,
         retry_policy: RetryPolicy | None,
         backend: Backend | None,
+        checkpoint: CheckpointStore | None = None,
     ) -> None:
         self.fn = fn
         self.star = star
@@ -255,12 +332,22 @@ class RunPlan:
         self.limiter = limiter
         self.retry_policy = retry_policy
         self.backend = backend  # already built when ``executor`` was an object
+        self.checkpoint = checkpoint  # the store finished items are recorded in
+        self.backend_options = backend_options(options)
+
+    @property
+    def form(self) -> str:
+        """The call form, as a checkpoint identifies it: ``"map"`` or ``"starmap"``."""
+        return "starmap" if self.star else "map"
 
     def start_backend(self) -> Backend:
         """This run's backend: the one built during validation, or a new one by name."""
-        if self.backend is not None:
-            return self.backend
-        return start_backend(self.options.executor, self.options.workers, self.total)
+        options = self.options
+        backend = self.backend
+        if backend is None:
+            backend = start_backend(options.executor, options.workers, self.total, self.backend_options)
+            _check_recycling(options, backend)
+        return backend
 
     def describe(self, executor: str, workers: int) -> RunInfo:
         """The ``RunInfo`` observers receive."""
@@ -281,10 +368,17 @@ class RunPlan:
         )
 
 
-def start_backend(executor: object, workers: int | None, total: int | None = None) -> Backend:
+def start_backend(
+    executor: object,
+    workers: int | None,
+    total: int | None = None,
+    options: BackendOptions = NO_BACKEND_OPTIONS,
+) -> Backend:
     """The backend a plugin builds for ``executor``, or a ``TypeError`` if none accepts it."""
     manager = _plugins.plugin_manager()
-    backend: Backend | None = manager.hook.pyarallel_executor(executor=executor, workers=workers, total=total)
+    backend: Backend | None = manager.hook.pyarallel_executor(
+        executor=executor, workers=workers, total=total, options=options
+    )
     if backend is None:
         raise TypeError(
             f"executor must be an executor name or an object a plugin accepts (such as a "
@@ -316,10 +410,19 @@ def _check_backend(executor: object, backend: object) -> None:
         )
 
 
+def backend_options(options: RunOptions) -> BackendOptions:
+    """The worker options a backend is given (see ``BackendOptions``)."""
+    if options.task_timeout is None and options.max_tasks_per_worker is None:
+        return NO_BACKEND_OPTIONS
+    return BackendOptions(
+        task_timeout=options.task_timeout, max_tasks_per_worker=options.max_tasks_per_worker
+    )
+
+
 class _Resolved:
     """Validated options and the plugin objects they resolved to."""
 
-    __slots__ = ("backend", "limiter", "options", "retry_policy")
+    __slots__ = ("backend", "checkpoint", "limiter", "options", "retry_policy")
 
     def __init__(
         self,
@@ -327,11 +430,13 @@ class _Resolved:
         limiter: RateLimiter | None,
         retry_policy: RetryPolicy | None,
         backend: Backend | None,
+        checkpoint: CheckpointStore | None,
     ) -> None:
         self.options = options
         self.limiter = limiter
         self.retry_policy = retry_policy
         self.backend = backend
+        self.checkpoint = checkpoint
 
 
 def make_plan(
@@ -386,6 +491,7 @@ def make_plan(
         limiter=resolved.limiter,
         retry_policy=resolved.retry_policy,
         backend=resolved.backend,
+        checkpoint=resolved.checkpoint,
     )
 
 
@@ -404,24 +510,97 @@ def validate_options(options: RunOptions, *, asynchronous: bool = False) -> RunO
 def _resolve(options: RunOptions, *, asynchronous: bool, total: int | None = None) -> _Resolved:
     if asynchronous:
         check_count("concurrency", options.workers, optional=False)
-        task_timeout = check_timeout("task_timeout", options.task_timeout)
-        if task_timeout == 0:
-            raise ValueError("task_timeout must be a number > 0 or None; got 0")
     else:
         check_count("workers", options.workers)
+        if options.sequential is True:
+            options = options.replace(executor=INLINE_EXECUTOR, workers=1)
         options.check_executor_name()
+    task_timeout = check_timeout("task_timeout", options.task_timeout)
+    if task_timeout == 0:
+        raise ValueError("task_timeout must be a number > 0 or None; got 0")
     check_count("batch_size", options.batch_size)
     timeout = check_timeout("timeout", options.timeout)
     check_optional_callable("on_progress", options.on_progress)
+    _check_long_job_options(options)
     rate_limit = _normalise_rate_limit(options.rate_limit)
     limiter = _resolve_rate_limiter(rate_limit)
     retry_policy = _resolve_retry_policy(options.retry)
+    checkpoint = _resolve_checkpoint(options.checkpoint)
+    options = options.replace(rate_limit=rate_limit, timeout=timeout, task_timeout=task_timeout)
     backend = None
     if not asynchronous and not isinstance(options.executor, str):
         # A plugin accepts an executor object by building its backend (a cheap wrapper
         # around the caller's executor or client): the one this run will use.
-        backend = start_backend(options.executor, options.workers, total)
-    return _Resolved(options.replace(rate_limit=rate_limit, timeout=timeout), limiter, retry_policy, backend)
+        backend = start_backend(options.executor, options.workers, total, backend_options(options))
+        _check_recycling(options, backend)
+    elif not asynchronous and options.max_tasks_per_worker is not None:
+        # Whether a named executor can recycle its workers is its backend's to say; a
+        # backend is cheap to build (it starts its workers on first use).
+        _check_recycling(options, start_backend(options.executor, options.workers, total), close=True)
+    return _Resolved(options, limiter, retry_policy, backend, checkpoint)
+
+
+def _check_recycling(options: RunOptions, backend: Backend, *, close: bool = False) -> None:
+    """Refuse ``max_tasks_per_worker`` for a backend that cannot replace its workers
+    (closing the backend then, or always with ``close``)."""
+    refused = options.max_tasks_per_worker is not None and not backend.capabilities.recycles_workers
+    if refused or close:
+        backend.close(abort=False)
+    if refused:
+        raise ValueError(
+            f"max_tasks_per_worker={options.max_tasks_per_worker!r} needs an executor that "
+            f"replaces its workers (such as executor='process'); executor={options.executor!r} "
+            f"(backend {backend.name!r}) does not"
+        )
+
+
+INLINE_EXECUTOR = "inline"  # what ``sequential=True`` runs on (``_builtin.inline_executor``)
+
+
+def _check_long_job_options(options: RunOptions) -> None:
+    """Check the options of long jobs: ``max_errors``, ``stop``, ``checkpoint_key``,
+    ``on_result``, ``ordered``, ``sequential``, ``worker_init``, ``max_tasks_per_worker``."""
+    check_count("max_errors", options.max_errors)
+    if options.stop is not None:
+        from pyarallel._stopping import StopToken
+
+        if not isinstance(options.stop, StopToken):
+            raise TypeError(f"stop must be a pyarallel.StopToken or None; got {options.stop!r}")
+    check_optional_callable("checkpoint_key", options.checkpoint_key)
+    if options.checkpoint_key is not None and options.checkpoint is None:
+        raise ValueError(
+            f"checkpoint_key={options.checkpoint_key!r} identifies items in a checkpoint, but no "
+            "checkpoint= was given"
+        )
+    check_optional_callable("on_result", options.on_result)
+    for name in ("ordered", "sequential"):
+        if not isinstance(getattr(options, name), bool):
+            raise TypeError(f"{name} must be True or False; got {getattr(options, name)!r}")
+    check_optional_callable("worker_init", options.worker_init)
+    check_count("max_tasks_per_worker", options.max_tasks_per_worker)
+
+
+def _resolve_checkpoint(checkpoint: object) -> CheckpointStore | None:
+    if checkpoint is None:
+        return None
+    store: CheckpointStore | None = _plugins.plugin_manager().hook.pyarallel_checkpoint_store(
+        checkpoint=checkpoint
+    )
+    if store is None:
+        raise TypeError(
+            "checkpoint must be a path (str or os.PathLike), a pyarallel.Checkpoint, a "
+            f"CheckpointStore, None, or an object a checkpoint-store plugin accepts; got {checkpoint!r}"
+        )
+    missing = [name for name in _STORE_METHODS if not callable(getattr(store, name, None))]
+    if missing:
+        raise TypeError(
+            f"the checkpoint store a plugin built for checkpoint={checkpoint!r} ({store!r}) does "
+            f"not fulfil pyarallel.contracts.CheckpointStore: it has no {', '.join(missing)}"
+        )
+    return store
+
+
+_STORE_METHODS = ("open", "record_successes", "record_failure", "close")
 
 
 def _normalise_rate_limit(rate_limit: object) -> object:

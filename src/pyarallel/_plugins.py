@@ -42,10 +42,12 @@ DISABLE_AUTOLOAD_ENV = "PYARALLEL_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS = (
     "pyarallel._builtin.thread_executor",
     "pyarallel._builtin.process_executor",
+    "pyarallel._builtin.inline_executor",
     "pyarallel._builtin.futures_executor",
     "pyarallel._builtin.token_bucket",
     "pyarallel._builtin.exponential_retry",
     "pyarallel._builtin.passthrough",
+    "pyarallel._builtin.sqlite_checkpoint",
 )
 
 

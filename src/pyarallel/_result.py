@@ -35,11 +35,21 @@ class RunStatus(enum.StrEnum):
       gave more or fewer items than its ``len()`` said when the run started (it was
       changed while the run read it, or its ``__len__`` is wrong). Every item read ran
       and the result holds exactly those, nothing invented.
+    - ``ABORTED``: ``max_errors`` items failed for good, so no more work was admitted;
+      items that had not finished then failed with ``ItemAbortedError``;
+    - ``CANCELLED``: the run's ``stop=`` token was triggered; items running then
+      finished, and those not started failed with ``ItemCancelledError``.
+
+    For ``TIMED_OUT``, ``ABORTED`` and ``CANCELLED``, the items of a sized input that
+    were never read are in the result as those failures too; an unsized input's are not
+    (the ``IncompleteRunError`` says how many items were read).
     """
 
     COMPLETED = "completed"
     TIMED_OUT = "timed_out"
     SIZE_MISMATCH = "size_mismatch"
+    ABORTED = "aborted"
+    CANCELLED = "cancelled"
 
 
 class ItemResult(Generic[R]):
@@ -51,15 +61,32 @@ class ItemResult(Generic[R]):
     with ``ItemResult(index, value=...)`` (a success) or ``ItemResult(index,
     error=...)`` (a failure); giving neither or both raises ``ValueError``. Instances are
     immutable, compare by value, and pickle and copy like values.
+
+    ``attempts`` and ``duration`` say how the item ran (they take no part in equality):
+    see their docstrings.
     """
 
-    __slots__ = ("_error", "_index", "_value")
+    __slots__ = ("_attempts", "_duration", "_error", "_index", "_value")
     _index: int
     _value: R | None
     _error: BaseException | None
+    _attempts: int
+    _duration: float
 
-    def __init__(self, index: int, value: R | None = _NO_VALUE, error: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        index: int,
+        value: R | None = _NO_VALUE,
+        error: BaseException | None = None,
+        *,
+        attempts: int = 1,
+        duration: float = 0.0,
+    ) -> None:
         _check_index(index)
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0:
+            raise ValueError(f"ItemResult attempts must be an int >= 0; got {attempts!r}")
+        if not isinstance(duration, int | float) or isinstance(duration, bool) or not duration >= 0:
+            raise ValueError(f"ItemResult duration must be a number of seconds >= 0; got {duration!r}")
         if error is None:
             if value is _NO_VALUE:
                 raise ValueError(
@@ -77,22 +104,28 @@ class ItemResult(Generic[R]):
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_value", value)
         object.__setattr__(self, "_error", error)
+        object.__setattr__(self, "_attempts", attempts)
+        object.__setattr__(self, "_duration", float(duration))
 
     @classmethod
-    def success(cls, index: int, value: R) -> ItemResult[R]:
+    def success(cls, index: int, value: R, attempts: int = 1, duration: float = 0.0) -> ItemResult[R]:
         """The result of an item that returned ``value``."""
         # The scheduler makes one per item: skip __init__'s check and __setattr__ guard.
         result: ItemResult[R] = _new_item_result(cls)
         _set_index(result, index)
         _set_value(result, value)
         _set_error(result, None)
+        _set_attempts(result, attempts)
+        _set_duration(result, duration)
         return result
 
     @classmethod
-    def failure(cls, index: int, error: BaseException) -> ItemResult[R]:
+    def failure(
+        cls, index: int, error: BaseException, attempts: int = 1, duration: float = 0.0
+    ) -> ItemResult[R]:
         """The result of an item that failed with ``error`` (an exception instance)."""
         _check_error(error)
-        return cls(index, error=error)
+        return cls(index, error=error, attempts=attempts, duration=duration)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"ItemResult is immutable; cannot set {name!r}")
@@ -102,7 +135,8 @@ class ItemResult(Generic[R]):
 
     def __reduce__(self) -> tuple[object, ...]:
         # The default would restore the slots through __setattr__, which refuses.
-        return (_rebuild_item_result, (type(self), self._index, self._value, self._error))
+        fields = (type(self), self._index, self._value, self._error, self._attempts, self._duration)
+        return (_rebuild_item_result, fields)
 
     @property
     def index(self) -> int:
@@ -118,6 +152,21 @@ class ItemResult(Generic[R]):
     def value(self) -> R | None:
         """The function's return value for a successful item; ``None`` for a failure."""
         return self._value
+
+    @property
+    def attempts(self) -> int:
+        """How many attempts the item was given: 1 unless it was retried; 0 when the run
+        ended before it started (timed out, aborted, cancelled), or when its result was
+        read back from a checkpoint. Attempts lost with a dying worker and run again do
+        not count."""
+        return self._attempts
+
+    @property
+    def duration(self) -> float:
+        """Seconds the item's last attempt ran, measured where it ran (items that
+        travelled together in one task share the task's time equally); 0.0 when it ran
+        no attempt to its end (see ``attempts``)."""
+        return self._duration
 
     @property
     def error(self) -> BaseException | None:
@@ -154,15 +203,22 @@ def _check_error(error: object) -> None:
         )
 
 
-def _rebuild_item_result(
-    kind: type[ItemResult[Any]], index: int, value: Any, error: BaseException | None
+def _rebuild_item_result(  # noqa: PLR0917 - pickle passes the fields by position
+    kind: type[ItemResult[Any]],
+    index: int,
+    value: Any,
+    error: BaseException | None,
+    attempts: int = 1,
+    duration: float = 0.0,
 ) -> ItemResult[Any]:
     if error is None:
-        return kind.success(index, value)
+        return kind.success(index, value, attempts, duration)
     result: ItemResult[Any] = _new_item_result(kind)
     _set_index(result, index)
     _set_value(result, None)
     _set_error(result, error)
+    _set_attempts(result, attempts)
+    _set_duration(result, duration)
     return result
 
 
@@ -170,26 +226,30 @@ _new_item_result = object.__new__
 _set_index = ItemResult.__dict__["_index"].__set__  # the slots' own setters
 _set_value = ItemResult.__dict__["_value"].__set__
 _set_error = ItemResult.__dict__["_error"].__set__
+_set_attempts = ItemResult.__dict__["_attempts"].__set__
+_set_duration = ItemResult.__dict__["_duration"].__set__
 
 
 class Successes:
-    """Consecutive items ``start``, ``start + 1``, ... that all succeeded, with ``values``
-    in order: how the scheduler reports a whole chunk of successes without making an
-    ``ItemResult`` per item until someone asks for one (internal)."""
+    """Consecutive items ``start``, ``start + 1``, ... that all succeeded on their first
+    attempt, with ``values`` in order and ``seconds`` the time each took (their task's
+    time shared equally): how the scheduler reports a whole chunk of successes without
+    making an ``ItemResult`` per item until someone asks for one (internal)."""
 
-    __slots__ = ("start", "values")
+    __slots__ = ("seconds", "start", "values")
 
-    def __init__(self, start: int, values: list[Any]) -> None:
+    def __init__(self, start: int, values: list[Any], seconds: float = 0.0) -> None:
         self.start = start
         self.values = values
+        self.seconds = seconds
 
     def __len__(self) -> int:
         return len(self.values)
 
     def results(self) -> list[ItemResult[Any]]:
         """One ``ItemResult`` per item, in order."""
-        success = ItemResult.success
-        return [success(index, value) for index, value in enumerate(self.values, self.start)]
+        success, seconds = ItemResult.success, self.seconds
+        return [success(index, value, 1, seconds) for index, value in enumerate(self.values, self.start)]
 
     def __repr__(self) -> str:
         return f"Successes(start={self.start}, {len(self.values)} values)"

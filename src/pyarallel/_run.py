@@ -1,11 +1,12 @@
-"""What every driver of a run shares: the schedule, the clock's deadline, progress and
-observer calls, and the end-of-run summary. A driver (sync or async) adds only the
-waiting and the way tasks execute."""
+"""What every driver of a run shares: the schedule, the clock's deadline, progress,
+``on_result`` and observer calls, the checkpoint, stopping (``max_errors``, ``stop=``) and
+the end-of-run summary. A driver (sync or async) adds only the waiting and the way tasks
+execute."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyarallel._observers import Observers
@@ -20,7 +21,12 @@ from pyarallel._result import (
     item_results,
 )
 from pyarallel._scheduling import Event, RetryEvent, Schedule
+from pyarallel._scheduling.schedule import ABORTED, CANCELLED
 from pyarallel.contracts import NO_CAPABILITIES, Capabilities, RunInfo, RunSummary
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pyarallel._checkpointing import Recorder
 
 __all__ = ["Run"]
 
@@ -40,8 +46,16 @@ class Run:
     ) -> None:
         self.plan = plan
         self.started = time.monotonic()
-        timeout = plan.options.timeout
+        options = plan.options
+        timeout = options.timeout
         self.deadline = None if timeout is None else self.started + timeout
+        self._stop = options.stop
+        resume = None
+        self._recorder: Recorder | None = None
+        if plan.checkpoint is not None:
+            from pyarallel._checkpointing import open_checkpoint
+
+            resume, self._recorder = open_checkpoint(plan)
         self.schedule = Schedule(
             plan.source,
             total=plan.total,
@@ -55,12 +69,39 @@ class Run:
             paced_queue_ahead=capabilities.reports_idle_workers,
             clock=time.monotonic,
             deadline=self.deadline,
+            max_errors=options.max_errors,
+            task_timeout=options.task_timeout,
+            enforce_task_timeout=not capabilities.kills_overdue_tasks,
+            resume=resume,
         )
         self.info: RunInfo = plan.describe(executor, capacity)
         self._observers = Observers()
-        self._on_progress = plan.options.on_progress
+        self._on_progress = options.on_progress
+        self._on_result = options.on_result
         self._reported_total: int | None = None  # the total last given to on_progress
-        self._observers.run_start(self.info)
+        try:
+            self._observers.run_start(self.info)
+        except BaseException:
+            self.close_checkpoint()
+            raise
+
+    @property
+    def stop_due(self) -> bool:
+        """True once the run's ``stop=`` token is triggered, until ``stop()`` is called."""
+        stop = self._stop
+        return stop is not None and stop._event.is_set() and self.schedule.closed is None
+
+    def stop(self) -> list[Settled]:
+        """Stop gracefully (the ``stop=`` token was triggered): close admission and return
+        the items that ended then."""
+        return self.deliver([*self.schedule.close_admission(CANCELLED)])
+
+    def subscribe_to_stop(self, wake: Callable[[], object]) -> Callable[[], None]:
+        """Call ``wake()`` when the run's ``stop=`` token is triggered (from any thread);
+        return the function that cancels that."""
+        if self._stop is None:
+            return _nothing
+        return self._stop.subscribe(wake)
 
     def expired(self, now: float) -> bool:
         """True once the total timeout has passed."""
@@ -90,15 +131,28 @@ class Run:
         return due if due is not None and due == self.wake_at() else None
 
     def deliver(self, events: list[Event]) -> list[Settled]:
-        """Report ``events`` to observers and progress; return the final results among them
-        (single items, or runs of successes that observers and progress see item by item)."""
+        """Record ``events`` in the checkpoint and report them to ``on_result``, observers
+        and progress (with the items the schedule settled on its own, and those ended by
+        reaching ``max_errors``); return the final results among them (single items, or
+        runs of successes that observers and progress see item by item)."""
+        schedule = self.schedule
+        if schedule.has_events:
+            events = [*schedule.take_events(), *events]
+        if schedule.abort_due:
+            events = [*events, *schedule.close_admission(ABORTED)]
         if not events:
             return []
         results: list[Settled] = [event for event in events if type(event) is not RetryEvent]  # type: ignore[misc]
+        if self._recorder is not None:
+            self._recorder.record(results)
+        if self._on_result is not None:
+            on_result = self._on_result
+            for result in results:
+                for item_result in item_results(result):
+                    on_result(item_result)
         observers, on_progress = self._observers, self._on_progress
         if not observers.watch_items and on_progress is None:
             return results
-        schedule = self.schedule
         total = self._reported_total = schedule.total if schedule.total is not None else schedule.seen
         # The schedule has counted the whole task already; report one item at a time.
         done = schedule.done - sum(len(result) if type(result) is Successes else 1 for result in results)
@@ -138,6 +192,8 @@ class Run:
         schedule = self.schedule
         if schedule.expired:
             return RunStatus.TIMED_OUT
+        if schedule.closed is not None:
+            return RunStatus.ABORTED if schedule.closed == ABORTED else RunStatus.CANCELLED
         return RunStatus.SIZE_MISMATCH if schedule.size_mismatch else RunStatus.COMPLETED
 
     def result(self, collector: ResultCollector[Any]) -> ParallelResult[Any]:
@@ -145,6 +201,9 @@ class Run:
         schedule = self.schedule
         if schedule.expired:
             return collector.result(self.status, schedule.read_at_expiry, schedule.done_at_expiry)
+        if schedule.closed is not None:
+            finished = schedule.done - schedule.ended_early
+            return collector.result(self.status, schedule.read_at_close, finished)
         if schedule.size_mismatch:
             return collector.result(self.status, schedule.seen, schedule.done, schedule.declared_total)
         return collector.result()
@@ -155,8 +214,15 @@ class Run:
         self.deliver([*failures])
         return failures
 
+    def close_checkpoint(self) -> None:
+        """Make the checkpoint's records durable and release it (idempotent)."""
+        if self._recorder is not None:
+            recorder, self._recorder = self._recorder, None
+            recorder.close()
+
     def end(self, outcome: str, error: BaseException | None = None) -> None:
-        """Tell observers how the run ended."""
+        """Close the checkpoint and tell observers how the run ended."""
+        self.close_checkpoint()
         schedule = self.schedule
         self._observers.run_end(
             self.info,
@@ -169,3 +235,7 @@ class Run:
                 error=error,
             ),
         )
+
+
+def _nothing() -> None:
+    pass

@@ -43,10 +43,22 @@ def collect(plan: RunPlan) -> ParallelResult[Any]:
 
 
 def execute(plan: RunPlan) -> Generator[ItemResult[Any], None, None]:
-    """Run ``plan``; yield every item's final result exactly once, in completion order."""
+    """Run ``plan``; yield every item's final result exactly once, in completion order
+    (in input order with ``ordered=True``: each result is held until those before it have
+    been yielded)."""
     with contextlib.closing(settle(plan)) as settled:
+        if not plan.options.ordered:
+            for result in settled:
+                yield from item_results(result)
+            return
+        held: dict[int, ItemResult[Any]] = {}
+        next_index = 0
         for result in settled:
-            yield from item_results(result)
+            for item in item_results(result):
+                held[item.index] = item
+            while next_index in held:
+                yield held.pop(next_index)
+                next_index += 1
 
 
 def settle(plan: RunPlan) -> Generator[Settled, None, Run]:
@@ -81,21 +93,49 @@ def settle(plan: RunPlan) -> Generator[Settled, None, Run]:
 def _drive(run: Run, backend: Backend) -> Generator[Settled, None, None]:
     schedule, plan = run.schedule, run.plan
     remote = not backend.capabilities.in_caller_process
-    task_function = TaskFunction(plan.fn, plan.star, remote, schedule.chunk_budget, plan.portable)
+    task_function = TaskFunction(
+        plan.fn, plan.star, remote, schedule.chunk_budget, plan.portable, plan.options.worker_init
+    )
     completed: SimpleQueue[Future[Any]] = SimpleQueue()
     held: deque[Future[Any]] = deque()  # finished just before a token came due; handled next
     in_flight: dict[Future[Any], Task] = {}
     readiness = _Readiness(backend, completed) if schedule.paced else None
+    unsubscribe = run.subscribe_to_stop(lambda: completed.put(_WAKE))
+    try:
+        yield from _loop(run, backend, task_function, completed, held, in_flight, readiness)
+    finally:
+        unsubscribe()
+
+
+# Put in the completion queue to wake the driver (its ``stop=`` token was triggered).
+_WAKE: Future[Any] = Future()
+_WAKE.set_result(None)
+
+
+def _loop(  # noqa: PLR0917
+    run: Run,
+    backend: Backend,
+    task_function: TaskFunction,
+    completed: SimpleQueue[Future[Any]],
+    held: deque[Future[Any]],
+    in_flight: dict[Future[Any], Task],
+    readiness: _Readiness | None,
+) -> Generator[Settled, None, None]:
+    schedule = run.schedule
     while True:
         now = time.monotonic()
         if run.expired(now):
             yield from run.expire()
             return
+        if run.stop_due:
+            yield from run.stop()
+            _cancel_queued(schedule, in_flight)
         yield from run.deliver(schedule.reclaim_stalled(now))
+        yield from run.deliver(schedule.overdue(now))
         if readiness is None or (schedule.has_work_to_start(now) and readiness.ready()):
             _submit_all(schedule.start_tasks(now), schedule, backend, task_function, in_flight, completed)
-        if readiness is not None:  # under a rate limit, an item may have been refused for good
-            yield from run.deliver(schedule.take_events())
+        if schedule.has_events:  # items ended while tasks were started (refused, restored...)
+            yield from run.deliver([])
         if schedule.finished:
             run.finish()
             return
@@ -114,6 +154,15 @@ def _drive(run: Run, backend: Backend) -> Generator[Settled, None, None]:
                 events = schedule.finish_task(finished_task, values, failed, time.monotonic(), seconds)
                 yield from run.deliver(events)
             finished = held.popleft() if held else _finished_now(completed)
+
+
+def _cancel_queued(schedule: Schedule, in_flight: dict[Future[Any], Task]) -> None:
+    """Admission closed: cancel the tasks still queued in the backend (their items end
+    as never started); tasks already running finish."""
+    for future, task in list(in_flight.items()):
+        if future.cancel():
+            del in_flight[future]
+            schedule.unstarted(task)
 
 
 class _Readiness:

@@ -56,23 +56,30 @@ class TaskFunction:
     ``portable`` is what travels in place of ``fn`` when the task function is pickled: an
     object that calls ``fn`` and pickles where ``fn`` itself cannot (a ``@parallel``
     function stands for the function it wraps, whose module-level name it has taken).
+
+    ``init`` (the call's ``worker_init``) runs once in each thread that runs this run's
+    tasks (in a worker process: its thread running tasks), before its first item; if it
+    raises, the task fails with ``WorkerInitError`` and the scheduler ends the run.
     """
 
-    __slots__ = ("budget", "fn", "portable", "remote", "star")
+    __slots__ = ("_initialized", "budget", "fn", "init", "portable", "remote", "star")
 
-    def __init__(
+    def __init__(  # noqa: PLR0917
         self,
         fn: Callable[..., Any],
         star: bool,
         remote: bool,
         budget: float | None = None,
         portable: Callable[..., Any] | None = None,
+        init: Callable[[], object] | None = None,
     ) -> None:
         self.fn = fn
         self.star = star
         self.remote = remote
         self.budget = budget
         self.portable = fn if portable is None else portable
+        self.init = init
+        self._initialized = threading.local() if init is not None else None
 
     def __call__(
         self,
@@ -83,12 +90,33 @@ class TaskFunction:
     ) -> TaskReport:
         """Run ``fn`` on each payload and report every outcome (see ``run_task``); ``stop``
         is asked before each item after the first (see ``pyarallel.worker.run_task``)."""
+        if self._initialized is not None and not getattr(self._initialized, "done", False):
+            self._initialize()
         if stop is not None and claim is None and len(payloads) > 1:
             claim = StoppableClaim(len(payloads), self.budget, stop)
         return run_task(self.fn, self.star, payloads, self.remote, claim=claim, budget=self.budget)
 
+    def _initialize(self) -> None:
+        """Run ``init`` in this thread, once (see the class docstring)."""
+        from pyarallel._errors import WorkerInitError
+
+        assert self.init is not None
+        assert self._initialized is not None
+        try:
+            self.init()
+        except BaseException as error:
+            where = f"process {os.getpid()}, thread {threading.current_thread().name}"
+            label = function_label(self.init)
+            failure = WorkerInitError(f"worker_init {label} raised in a worker ({where}): {error!r}")
+            if not self.remote:
+                raise failure from error
+            import traceback  # the traceback would be lost on the way back: send it as text
+
+            raise failure from RemoteTraceback("".join(traceback.format_exception(error)))
+        self._initialized.done = True
+
     def __reduce__(self) -> tuple[object, ...]:
-        return (TaskFunction, (self.portable, self.star, self.remote, self.budget))
+        return (TaskFunction, (self.portable, self.star, self.remote, self.budget, None, self.init))
 
 
 def run_task(
@@ -144,6 +172,8 @@ def _run_items(  # noqa: PLR0917 - the hot loop: no object per task
             try:
                 value = fn(*payload) if star else fn(payload)
             except BaseException as error:  # SystemExit, KeyboardInterrupt too: they fail this item only
+                if not remote and type(error) is KeyboardInterrupt and _in_main_thread():
+                    raise  # Ctrl-C landed in an item running in the caller's thread (inline)
                 failed.append(len(values))
                 append(_sendable(error, remote))
             else:
@@ -159,6 +189,10 @@ def _run_items(  # noqa: PLR0917 - the hot loop: no object per task
             append(_sendable(error, remote))
         else:
             append(value)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _sendable(error: BaseException, remote: bool) -> Any:

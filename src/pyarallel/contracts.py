@@ -15,7 +15,7 @@ progress), so a backend only has to run what it is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -27,7 +27,11 @@ __all__ = [
     "MAX_TASK_LOSSES",
     "NO_CAPABILITIES",
     "Backend",
+    "BackendOptions",
     "Capabilities",
+    "CheckpointJob",
+    "CheckpointState",
+    "CheckpointStore",
     "FailedAttempt",
     "RateLimitSpec",
     "RateLimiter",
@@ -70,10 +74,35 @@ class Capabilities(FrozenValue):
       submitted as well, each token still drawn only when ``until_ready()`` says a worker
       is idle: a task whose result is still on its way back (a cluster's round trip) no
       longer holds a worker's slot, so the limit is kept however long that trip takes.
+    - ``kills_overdue_tasks``: the backend honours :attr:`BackendOptions.task_timeout`
+      itself: it knows when each item of a task starts, and once the running item has
+      run longer than that, it terminates the worker running it and fails the task with
+      a :class:`TaskLostError` with ``overdue=True`` (the item fails with
+      :class:`~pyarallel.TaskTimeoutError`; the task's other items run again, uncounted).
+      Tasks then keep grouping tiny items. Otherwise the scheduler enforces
+      ``task_timeout`` by sending every item alone and abandoning an overdue one (the
+      item fails; its worker, which cannot be stopped, runs on).
+    - ``recycles_workers``: the backend honours
+      :attr:`BackendOptions.max_tasks_per_worker` (a run asking for it on a backend
+      without this capability is refused before any item starts).
     """
 
-    __slots__ = ("in_caller_process", "queue_ahead", "reports_idle_workers", "task_seconds")
-    __match_args__ = ("task_seconds", "queue_ahead", "in_caller_process", "reports_idle_workers")
+    __slots__ = (
+        "in_caller_process",
+        "kills_overdue_tasks",
+        "queue_ahead",
+        "recycles_workers",
+        "reports_idle_workers",
+        "task_seconds",
+    )
+    __match_args__ = (
+        "task_seconds",
+        "queue_ahead",
+        "in_caller_process",
+        "reports_idle_workers",
+        "kills_overdue_tasks",
+        "recycles_workers",
+    )
     if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
 
         @property
@@ -84,6 +113,10 @@ class Capabilities(FrozenValue):
         def in_caller_process(self) -> bool: ...
         @property
         def reports_idle_workers(self) -> bool: ...
+        @property
+        def kills_overdue_tasks(self) -> bool: ...
+        @property
+        def recycles_workers(self) -> bool: ...
 
     def __init__(
         self,
@@ -92,6 +125,8 @@ class Capabilities(FrozenValue):
         queue_ahead: bool = False,
         in_caller_process: bool = False,
         reports_idle_workers: bool = False,
+        kills_overdue_tasks: bool = False,
+        recycles_workers: bool = False,
     ) -> None:
         from pyarallel._options import check_positive_number
 
@@ -101,6 +136,8 @@ class Capabilities(FrozenValue):
             "queue_ahead": queue_ahead,
             "in_caller_process": in_caller_process,
             "reports_idle_workers": reports_idle_workers,
+            "kills_overdue_tasks": kills_overdue_tasks,
+            "recycles_workers": recycles_workers,
         }
         for name, flag in flags.items():
             if not isinstance(flag, bool):
@@ -109,6 +146,39 @@ class Capabilities(FrozenValue):
         self._set("queue_ahead", queue_ahead)
         self._set("in_caller_process", in_caller_process)
         self._set("reports_idle_workers", reports_idle_workers)
+        self._set("kills_overdue_tasks", kills_overdue_tasks)
+        self._set("recycles_workers", recycles_workers)
+
+
+class BackendOptions(FrozenValue):
+    """The options of a call that concern the workers, given to ``pyarallel_executor``
+    with every backend it builds. A frozen value object; both fields are validated before
+    they reach a plugin.
+
+    - ``task_timeout``: seconds one item may run, or ``None``. Honoured by a backend
+      that declares ``kills_overdue_tasks`` (see :class:`Capabilities`); for any other
+      backend the scheduler enforces it, so a backend may ignore it.
+    - ``max_tasks_per_worker``: replace a worker after it has run that many items (a
+      guard against leaks), or ``None``. Only a backend that declares
+      ``recycles_workers`` is given a value other than ``None``.
+    """
+
+    __slots__ = ("max_tasks_per_worker", "task_timeout")
+    __match_args__ = ("task_timeout", "max_tasks_per_worker")
+    if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
+
+        @property
+        def task_timeout(self) -> float | None: ...
+        @property
+        def max_tasks_per_worker(self) -> int | None: ...
+
+    def __init__(self, *, task_timeout: float | None = None, max_tasks_per_worker: int | None = None) -> None:
+        self._set("task_timeout", task_timeout)
+        self._set("max_tasks_per_worker", max_tasks_per_worker)
+
+
+NO_BACKEND_OPTIONS = BackendOptions()
+"""A call that sets no worker option."""
 
 
 @runtime_checkable
@@ -523,3 +593,91 @@ class RunSummary(FrozenValue):
             return RunStatus(self.outcome)
         except ValueError:
             return None
+
+
+class CheckpointJob(FrozenValue):
+    """What identifies a checkpointed job, given to :meth:`CheckpointStore.open`. A frozen
+    value object.
+
+    ``function`` is the function's module and qualified name (``"jobs:fetch"``), so that a
+    job whose function was fixed and reloaded resumes where it stopped, while a store
+    written by another function is refused. ``form`` is the call form: ``"map"`` (one
+    argument per item) or ``"starmap"``. ``keyed`` is ``True`` when items are identified
+    by ``checkpoint_key=`` (the key function's result), ``False`` when by their input
+    index.
+    """
+
+    __slots__ = ("form", "function", "keyed")
+    __match_args__ = ("function", "form", "keyed")
+    if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
+
+        @property
+        def function(self) -> str: ...
+        @property
+        def form(self) -> str: ...
+        @property
+        def keyed(self) -> bool: ...
+
+    def __init__(self, function: str, form: str, keyed: bool) -> None:
+        self._set("function", function)
+        self._set("form", form)
+        self._set("keyed", keyed)
+
+
+class CheckpointState:
+    """What earlier runs of a job finished, as :meth:`CheckpointStore.open` returns it:
+    ``values`` holds the return value of every item that succeeded, and ``errors`` the
+    failure of every item whose recorded failure is final, both by item key (the input
+    index, or the ``checkpoint_key=`` result). The scheduler answers those items from
+    here and runs every other one: a store that retries failed items on resume (the
+    built-in one, by default) leaves them out of ``errors``."""
+
+    __slots__ = ("errors", "values")
+
+    def __init__(
+        self,
+        values: Mapping[Hashable, Any] | None = None,
+        errors: Mapping[Hashable, BaseException] | None = None,
+    ) -> None:
+        self.values: Mapping[Hashable, Any] = {} if values is None else values
+        self.errors: Mapping[Hashable, BaseException] = {} if errors is None else errors
+
+    def __repr__(self) -> str:
+        return f"CheckpointState({len(self.values)} succeeded, {len(self.errors)} failed)"
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """Where a checkpointed run records each finished item, so that a rerun of the same
+    call skips it: what ``checkpoint=`` resolves to (the built-in store is SQLite; a
+    plugin's ``pyarallel_checkpoint_store`` hook may return another, e.g. on Redis).
+
+    The scheduler uses a store from the thread driving the run (the event loop's, for the
+    async API), in this order: ``open`` once before any item runs; ``record_successes``
+    and ``record_failure`` as items finish, before their results reach the caller (so a
+    result the caller has seen is never lost); ``close`` once, however the run ends.
+    """
+
+    def open(self, job: CheckpointJob) -> CheckpointState:
+        """Begin (or resume) ``job``: return what its earlier runs finished. Raise
+        :class:`~pyarallel.CheckpointError` if the store belongs to another job (another
+        function, call form or kind of key) or its contents cannot be trusted; nothing
+        has run then."""
+        ...
+
+    def record_successes(self, keys: Sequence[Hashable], values: Sequence[Any]) -> None:
+        """Items ``keys`` (in order) succeeded with ``values``. Once this returns, the
+        record must survive the process being killed (a commit, not a buffer); a store
+        makes one write per call, and the scheduler calls it once per finished task, so
+        tiny items are recorded in groups. A value the store cannot serialise is not
+        recorded (the item runs again on resume), never an error."""
+        ...
+
+    def record_failure(self, key: Hashable, error: BaseException) -> None:
+        """The item ``key`` failed for good with ``error`` (after its retries); an item
+        recorded as a success by an earlier run is never recorded as a failure."""
+        ...
+
+    def close(self) -> None:
+        """The run has ended: make every record durable and release the store."""
+        ...

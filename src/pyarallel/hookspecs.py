@@ -76,7 +76,15 @@ from collections.abc import Sequence
 import pluggy
 
 from pyarallel._result import ItemResult
-from pyarallel.contracts import Backend, RateLimiter, RetryPolicy, RunInfo, RunSummary
+from pyarallel.contracts import (
+    Backend,
+    BackendOptions,
+    CheckpointStore,
+    RateLimiter,
+    RetryPolicy,
+    RunInfo,
+    RunSummary,
+)
 
 hookspec = pluggy.HookspecMarker("pyarallel")
 hookimpl = pluggy.HookimplMarker("pyarallel")
@@ -85,7 +93,9 @@ hookimpl = pluggy.HookimplMarker("pyarallel")
 
 
 @hookspec(firstresult=True)
-def pyarallel_executor(executor: object, workers: int | None, total: int | None) -> Backend | None:
+def pyarallel_executor(
+    executor: object, workers: int | None, total: int | None, options: BackendOptions
+) -> Backend | None:
     """Build the backend that runs one call's tasks.
 
     :param executor: The ``executor=`` argument exactly as the user gave it: a name such
@@ -94,6 +104,12 @@ def pyarallel_executor(executor: object, workers: int | None, total: int | None)
     :param workers: The user's worker count, or ``None``: the backend chooses.
     :param total: The number of input items when it is known up front, else ``None``; a
         backend need not start more workers than that.
+    :param options: The call's worker options (``task_timeout``,
+        ``max_tasks_per_worker``; see :class:`~pyarallel.contracts.BackendOptions`), for
+        a backend whose :class:`~pyarallel.contracts.Capabilities` say it honours them.
+        A backend that declares neither capability may ignore them (and leave the
+        parameter out): the scheduler enforces ``task_timeout`` itself, and refuses
+        ``max_tasks_per_worker`` for a backend that cannot recycle its workers.
     :returns: A new :class:`~pyarallel.contracts.Backend` for this one run if this plugin
         handles ``executor``, else ``None``. If no plugin answers, the user gets
         ``TypeError``.
@@ -170,6 +186,35 @@ def pyarallel_retry_policy(retry: object) -> RetryPolicy | None:
     (before any work starts), and once when a decorator validates its defaults. Thread:
     as for ``pyarallel_rate_limiter``. The policy's ``decide`` is later called in the
     thread driving the run.
+    """
+
+
+@hookspec(firstresult=True)
+def pyarallel_checkpoint_store(checkpoint: object) -> CheckpointStore | None:
+    """Build the store that records one call's finished items, from ``checkpoint=``.
+
+    :param checkpoint: The ``checkpoint=`` argument as given (never ``None``): the
+        built-in plugin understands a path (``str`` or ``os.PathLike``) and a
+        :class:`~pyarallel.Checkpoint`, and opens a SQLite file. A store object (one
+        fulfilling :class:`~pyarallel.contracts.CheckpointStore`) is used as it is.
+    :returns: A :class:`~pyarallel.contracts.CheckpointStore` if this plugin understands
+        ``checkpoint``, else ``None``. If no plugin answers, the user gets ``TypeError``.
+
+    When: once per call whose ``checkpoint`` is not ``None``, while its options are
+    validated (before any work starts; a path in a missing directory is refused then).
+    The store is opened when the run starts. Thread: as for ``pyarallel_rate_limiter``.
+    """
+
+
+@hookspec
+def pyarallel_shutdown() -> None:
+    """Release whatever this plugin keeps warm between calls (pools of worker threads or
+    processes, a cluster it started), waiting for it to stop. Every implementation is
+    called. Runs still in progress are not affected beyond losing those resources; the
+    next call starts them again.
+
+    When: on :func:`pyarallel.shutdown` (for services and tests that want a clean state),
+    never by pyarallel itself. Thread: the caller's.
     """
 
 

@@ -14,6 +14,7 @@ pool is shut down instead.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -140,6 +141,13 @@ class _IdlePools:
         for old in evicted:
             old.shutdown(wait=False)
 
+    def shutdown(self) -> None:
+        """Stop every idle pool, waiting for its threads to exit."""
+        with self._lock:
+            pools, self._pools = self._pools, []
+        for pool in pools:
+            pool.shutdown(wait=True)
+
     def forget(self) -> None:
         self._pools = []
         self._lock = threading.Lock()
@@ -166,7 +174,8 @@ class ThreadBackend:
         self._pool = _IDLE.take(self.capacity) or DaemonThreadPool(self.capacity)
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
-        return self._pool.submit(fn, *args)
+        # In the caller's context, so context variables it set are seen by the function.
+        return self._pool.submit(contextvars.copy_context().run, fn, *args)
 
     def until_ready(self) -> None:
         return None  # threads start at once
@@ -186,3 +195,9 @@ def pyarallel_executor_names() -> Sequence[str]:
 @hookimpl
 def pyarallel_executor(executor: object, workers: int | None) -> ThreadBackend | None:
     return ThreadBackend(workers) if executor == NAME else None
+
+
+@hookimpl
+def pyarallel_shutdown() -> None:
+    """Stop the idle thread pools kept for the next runs."""
+    _IDLE.shutdown()

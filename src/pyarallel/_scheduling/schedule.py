@@ -28,10 +28,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pyarallel._errors import (
+    ItemAbortedError,
+    ItemCancelledError,
     ItemError,
     ItemTimeoutError,
     TaskLostError,
+    TaskTimeoutError,
     WorkerCrashedError,
+    WorkerInitError,
 )
 from pyarallel._result import ItemResult, Successes
 from pyarallel._scheduling.backoff import Backoff
@@ -52,7 +56,14 @@ from pyarallel.contracts import (
     RetryPolicy,
 )
 
-__all__ = ["MAX_BARREN_ROUNDS", "Schedule"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pyarallel._scheduling.resume import Resume
+
+__all__ = ["ABORTED", "CANCELLED", "MAX_BARREN_ROUNDS", "Schedule"]
+
+# Why a run stopped admitting work before its input ended (``Schedule.closed``).
+ABORTED, CANCELLED = "aborted", "cancelled"
 
 # A run gives up on lost tasks once this many rounds of tasks in flight have been lost
 # with no item finishing in between (the workers die before running anything).
@@ -71,6 +82,13 @@ class Schedule:
 
     With ``source=None`` the driver feeds the input itself (an async iterator): it asks
     ``needs_input()``, then calls ``admit(payload)`` or ``close_input()``.
+
+    ``max_errors``: once that many items have failed for good, ``abort_due`` is set and
+    the driver closes admission (``close_admission(ABORTED)``). ``task_timeout`` with
+    ``enforce_task_timeout`` (the backend cannot stop an overdue task itself): every item
+    travels alone, nothing is queued ahead, and ``overdue(now)`` fails the items that
+    have run longer (their tasks are abandoned). ``resume``: a checkpointed job's earlier
+    results, answered as items are read instead of running them again.
     """
 
     def __init__(
@@ -88,6 +106,10 @@ class Schedule:
         paced_queue_ahead: bool = False,
         clock: Callable[[], float] = time.monotonic,
         deadline: float | None = None,
+        max_errors: int | None = None,
+        task_timeout: float | None = None,
+        enforce_task_timeout: bool = False,
+        resume: Resume | None = None,
     ) -> None:
         self._input = InputWindow(
             source,
@@ -105,9 +127,11 @@ class Schedule:
         # soon as it is created, so then nothing is queued ahead, unless the backend's
         # readiness tells an idle worker from a busy one (``paced_queue_ahead``): the
         # driver then draws each token only once a worker is idle.
-        ahead = queue_ahead and (limiter is None or paced_queue_ahead)
+        # A task abandoned on its deadline must not have waited in a queue first.
+        enforcing = task_timeout is not None and enforce_task_timeout
+        ahead = queue_ahead and (limiter is None or paced_queue_ahead) and not enforcing
         self._max_in_flight = 2 * capacity if ahead else capacity
-        chunking = bool(task_seconds) and limiter is None
+        chunking = bool(task_seconds) and limiter is None and not enforcing
         self._chunks = ChunkSizer(task_seconds) if chunking and task_seconds else None
         # A chunk that runs far longer than planned (an item in it is unexpectedly slow)
         # stops starting items: in this process it is reclaimed, elsewhere it reports early.
@@ -131,6 +155,15 @@ class Schedule:
         self.expired = False  # set by expire()
         self.read_at_expiry: int | None = None  # items read and finished when it expired
         self.done_at_expiry: int | None = None
+        self._max_errors = max_errors
+        self.failed_for_good = 0  # items whose final result is their own failure
+        self.closed: str | None = None  # ABORTED or CANCELLED once admission closed
+        self.read_at_close = 0  # items read from the input when admission closed
+        self.ended_early = 0  # items failed by close_admission (never finished on their own)
+        self._task_timeout = task_timeout if enforcing else None
+        self._deadlines: dict[Task, float] = {}  # running task -> when its item is overdue
+        self._abandoned: set[Task] = set()  # overdue tasks still holding their worker
+        self._resume = resume if resume is not None and not resume.empty else None
 
     # -- the input ------------------------------------------------------------------------
 
@@ -166,7 +199,7 @@ class Schedule:
             self._input.has_room()
             and not self._ready
             and not self._quarantine.active
-            and len(self._running) < self._max_in_flight
+            and self._busy < self._max_in_flight
             and (self._lanes is None or self._wants_lookahead(self._lanes))
         )
 
@@ -178,7 +211,18 @@ class Schedule:
 
     def admit(self, payload: Any) -> None:
         """Take one more input item (driver-fed schedules)."""
-        self._ready.append(self._input.admit(payload))
+        item = self._input.admit(payload)
+        if self._resume is not None:
+            restored = self._resume.restore(item.index, payload)
+            if restored is not None:
+                self._restored(restored)
+                return
+        self._ready.append(item)
+
+    @property
+    def _busy(self) -> int:
+        """Tasks holding a worker: running, or abandoned on their deadline and still running."""
+        return len(self._running) + len(self._abandoned)
 
     def close_input(self) -> None:
         """The driver-fed input is exhausted."""
@@ -195,6 +239,11 @@ class Schedule:
     def token_due(self) -> float | None:
         """When the rate limiter will grant the next call, if an item is waiting for it."""
         return self._token_due
+
+    @property
+    def has_events(self) -> bool:
+        """True when items have ended outside ``finish_task`` (see ``take_events``)."""
+        return bool(self._events)
 
     def take_events(self) -> list[Event]:
         """Items that failed while being started (the rate limiter refused them for good);
@@ -230,7 +279,7 @@ class Schedule:
         only after the one granted before it was submitted, so it starts on time."""
         self._ready.extend(self._backoff.release(now))
         self._token_due = None  # set again below if a draw is refused
-        if self._paused(now):
+        if self._paused(now) or self.closed is not None:
             return
         if self._quarantine.active:
             yield from self._next_isolated_task(now)
@@ -239,9 +288,9 @@ class Schedule:
             yield from self._next_paced_tasks(now, self._lanes)
             return
         tasks: list[Task] = []
-        while len(self._running) < self._max_in_flight:
+        while self._busy < self._max_in_flight:
             task_size = self._task_size()
-            task = self._take_ready(task_size) if self._ready else self._input.take(task_size)
+            task = self._take_ready(task_size) if self._ready else self._take_fresh(task_size)
             if task is None:
                 break
             self._start(task, now)
@@ -264,7 +313,7 @@ class Schedule:
         The next item waits in its lane, so that when its token comes due, drawing it is
         the first thing done (every microsecond between the due time and the draw lowers
         the achieved rate), and no token is drawn for an input that has run out."""
-        while len(self._running) < self._max_in_flight and (
+        while self._busy < self._max_in_flight and (
             (lanes.count > 0 and not self._ready) or self._fill_lanes(lanes, now, ahead=False)
         ):
             item = lanes.take(now)
@@ -295,7 +344,7 @@ class Schedule:
     def _read_into(self, lanes: Lanes, now: float) -> bool | None:
         """Read one item from the input into its lane: None if there was none to read,
         False if the limiter refused it for good (it has failed), True if it was queued."""
-        task = self._input.take(1)
+        task = self._take_fresh(1)
         if task is None:
             return None
         (item,) = task.items()
@@ -309,6 +358,38 @@ class Schedule:
             return True
         self._events.append(self._settle(item, False, error, now, retry=False))
         return False
+
+    def _take_fresh(self, size: int) -> Task | None:
+        """A block of up to ``size`` fresh items from the input; with ``resume``, items
+        an earlier run finished are answered from the checkpoint instead (the block then
+        holds only the items that must run, or the next block is read)."""
+        resume = self._resume
+        while True:
+            task = self._input.take(size)
+            if task is None or resume is None:
+                return task
+            start, payloads = task.start, task.payloads
+            restored = [resume.restore(index, payload) for index, payload in enumerate(payloads, start)]
+            if not any(restored):
+                return task
+            for result in restored:
+                if result is not None:
+                    self._restored(result)
+            left = [
+                Item(start + position, payload)
+                for position, (payload, result) in enumerate(zip(payloads, restored, strict=True))
+                if result is None
+            ]
+            if left:
+                return Task.of(left)
+
+    def _restored(self, result: ItemResult[Any]) -> None:
+        """An item finished by an earlier run: its stored result is its final one."""
+        self._input.finished(1)
+        self.done += 1
+        if result.ok:
+            self.succeeded += 1
+        self._events.append(result)
 
     def _next_isolated_task(self, now: float) -> list[Task]:
         """A suspect runs alone: once every task in flight has finished, and only then."""
@@ -340,6 +421,8 @@ class Schedule:
     def _start(self, task: Task, now: float) -> None:
         task.started_at = now
         self.calls += len(task)
+        if self._task_timeout is not None:
+            self._deadlines[task] = now + self._task_timeout
         if task.has_items:
             for item in task.items():
                 if item.attempts == 1:
@@ -362,6 +445,8 @@ class Schedule:
     def _task_size(self) -> int:
         if self._chunks is None:
             return 1
+        if self._max_errors is not None and (self.failed_for_good or self.retries):
+            return 1  # items are failing: find out before more calls are spent on them
         remaining = self._input.remaining(len(self._ready))
         return self._chunks.size(remaining, self._max_in_flight, self._capacity, self._window)
 
@@ -413,11 +498,35 @@ class Schedule:
     # -- waiting --------------------------------------------------------------------------
 
     def wake_at(self) -> float | None:
-        """When ``next_tasks`` may have something new to start without any task finishing."""
+        """When ``next_tasks`` may have something new to start without any task finishing
+        (or, with a ``task_timeout`` to enforce, a running item becomes overdue)."""
         times = [self.token_due, self._backoff.next_ready, self._paused_until]
         if self._reclaimer is not None:
             times.append(self._reclaimer.next_deadline)
+        if self._deadlines:
+            times.append(min(self._deadlines.values()))
         return min((t for t in times if t is not None), default=None)
+
+    def overdue(self, now: float) -> list[Event]:
+        """Fail the item of every task that has run longer than ``task_timeout`` (when the
+        scheduler enforces it) with ``TaskTimeoutError``; it may be retried. The task is
+        abandoned: its worker cannot be stopped, so it keeps its slot until it returns
+        (``finish_task`` then ignores its outcome)."""
+        if not self._deadlines:
+            return []
+        events: list[Event] = []
+        for task in [task for task, due in self._deadlines.items() if due <= now]:
+            del self._deadlines[task]
+            self._running.discard(task)
+            self._abandoned.add(task)
+            (item,) = task.items()
+            error = TaskTimeoutError(
+                f"the attempt ran longer than task_timeout={self._task_timeout:g} s; its worker "
+                "cannot be stopped and was left to finish on its own",
+                index=item.index,
+            )
+            events.append(self._settle(item, False, error, now))
+        return events
 
     # -- finished tasks -------------------------------------------------------------------
 
@@ -434,12 +543,22 @@ class Schedule:
         that stopped early reports only its first items, and the rest run again. Or
         ``values`` is the exception that failed the whole task. ``seconds`` is how long it
         ran."""
+        if task in self._abandoned:  # failed on its deadline already: its worker is free again
+            self._abandoned.discard(task)
+            return []
         self._running.discard(task)
+        if self._deadlines:
+            self._deadlines.pop(task, None)
         if task.isolated:
             self._quarantine.isolating = False
         reported = self._reclaimer.finished(task) if self._reclaimer is not None else 0
         if isinstance(values, BaseException):
+            if isinstance(values, WorkerInitError):
+                raise values  # no item can run: the run fails with it
             return self._fail_whole(task, values, now)
+        timeout = self._task_timeout
+        if timeout is not None and seconds is not None and seconds > timeout:
+            return self._overran(task, seconds, now)  # it returned, but too late (inline)
         if seconds is not None:
             self._ran_from(task, now - seconds)
             if self._chunks is not None and values:
@@ -453,13 +572,33 @@ class Schedule:
             items = task.items()
             self._give_back(items[len(values) :])
             task.keep_only(items[: len(values)])
+        each = seconds / len(values) if seconds is not None and values else 0.0
         if task.start >= 0:  # a block: its successes are settled in runs, not one by one
-            return self._settle_block(task, values, failed, now)
+            return self._settle_block(task, values, failed, now, each)
         failures = set(failed)
         return [
-            self._settle(item, position not in failures, value, now)
+            self._settle(item, position not in failures, value, now, seconds=each)
             for position, (item, value) in enumerate(zip(task.items(), values, strict=True))
         ]
+
+    def _overran(self, task: Task, seconds: float, now: float) -> list[Event]:
+        """``task`` (one item, under an enforced ``task_timeout``) returned after running
+        ``seconds``, longer than allowed: its attempt fails like an overdue one."""
+        (item,) = task.items()
+        error = TaskTimeoutError(
+            f"the attempt ran {seconds:.3g} s, longer than task_timeout={self._task_timeout:g} s",
+            index=item.index,
+        )
+        return [self._settle(item, False, error, now, seconds=seconds)]
+
+    def unstarted(self, task: Task) -> None:
+        """The driver cancelled ``task`` before it started: its items are given back (and,
+        admission being closed, end as never started)."""
+        self._running.discard(task)
+        self._deadlines.pop(task, None)
+        if self._reclaimer is not None:
+            self._reclaimer.finished(task)
+        self._give_back(task.items())
 
     @staticmethod
     def _ran_from(task: Task, began: float) -> None:
@@ -492,6 +631,8 @@ class Schedule:
     def _lose(self, task: Task, lost: TaskLostError, now: float) -> list[Event]:
         """The worker running ``task`` went away (see ``TaskLostError``): the item that
         crashed it fails, suspects wait to run alone, the rest run again, uncounted."""
+        if lost.overdue and lost.started:
+            return self._lose_overdue(task, lost, now)
         items = self._quarantine.sort(task, lost)
         events: list[Event] = []
         if items.crashed is not None:
@@ -515,6 +656,18 @@ class Schedule:
         self._give_back(items.innocent)
         return events
 
+    def _lose_overdue(self, task: Task, lost: TaskLostError, now: float) -> list[Event]:
+        """The backend stopped the worker of ``task`` because its running item overran
+        ``task_timeout``: that attempt fails (and may be retried); the task's other items
+        run again, uncounted. It is no crash: nothing goes to the quarantine."""
+        items = task.items()
+        position = (lost.started or 1) - 1
+        overdue = items[position]
+        self._give_back(items[:position] + items[position + 1 :])
+        error = TaskTimeoutError(f"the attempt ran longer than task_timeout ({lost})", index=overdue.index)
+        error.__cause__ = lost.__cause__
+        return [self._settle(overdue, False, error, now)]
+
     def _lost_too_often(self, items: list[Item], lost: TaskLostError, now: float) -> list[Event]:
         """Count one more loss for each of ``items`` (the suspects of a lost task: items
         that may have caused it); those lost more than ``MAX_TASK_LOSSES`` times fail (and
@@ -531,43 +684,58 @@ class Schedule:
         items[:] = kept
         return events
 
-    def _settle_block(self, task: Task, values: list[Any], failed: list[int], now: float) -> list[Event]:
+    def _settle_block(
+        self, task: Task, values: list[Any], failed: list[int], now: float, each: float
+    ) -> list[Event]:
         """A block's items: each run of consecutive successes as one ``Successes`` (the
-        whole block, in the common case), each failure on its own."""
+        whole block, in the common case), each failure on its own. ``each`` is the
+        seconds each item took (the task's time shared equally)."""
         events: list[Event] = []
         start, items = task.start, task.items() if task.has_items else None
         settled = 0  # positions before this one are settled
         for position in sorted(failed):
             if position > settled:
-                events.append(self._succeed_run(start + settled, values[settled:position]))
+                events.append(self._succeed_run(start + settled, values[settled:position], each))
             item = (
                 items[position]
                 if items is not None
                 else Item(start + position, task.payloads[position], 1, task.started_at)
             )
-            events.append(self._settle(item, False, values[position], now))
+            events.append(self._settle(item, False, values[position], now, seconds=each))
             settled = position + 1
         if settled < len(values):
-            events.append(self._succeed_run(start + settled, values[settled:] if settled else values))
+            events.append(self._succeed_run(start + settled, values[settled:] if settled else values, each))
         return events
 
-    def _succeed_run(self, start: int, values: list[Any]) -> Successes:
+    def _succeed_run(self, start: int, values: list[Any], each: float) -> Successes:
         count = len(values)
         self._input.finished(count)
         self.done += count
         self.succeeded += count
         self._quarantine.progress()
-        return Successes(start, values)
+        return Successes(start, values, each)
 
     def _settle(
-        self, item: Item, ok: bool, value: Any, now: float, *, progress: bool = True, retry: bool = True
+        self,
+        item: Item,
+        ok: bool,
+        value: Any,
+        now: float,
+        *,
+        progress: bool = True,
+        retry: bool = True,
+        seconds: float = 0.0,
     ) -> Event:
-        """The end of one attempt of ``item``: its final result, or a ``RetryEvent`` when the
-        retry policy tries it again (not asked with ``retry=False``)."""
+        """The end of one attempt of ``item``, which ran ``seconds``: its final result, or a
+        ``RetryEvent`` when the retry policy tries it again (not asked with ``retry=False``,
+        nor once admission is closed)."""
         if progress:
             self._quarantine.progress()
+        attempts = item.attempts
         result: ItemResult[Any] = (
-            ItemResult.success(item.index, value) if ok else ItemResult.failure(item.index, value)
+            ItemResult.success(item.index, value, attempts, seconds)
+            if ok
+            else ItemResult.failure(item.index, value, attempts, seconds)
         )
         reservation = item.reservation
         if reservation is not None:
@@ -577,19 +745,21 @@ class Schedule:
                     self._lanes.wake()  # budget was given back: waiting items may start sooner
             except Exception as settle_error:  # a settle function failed: the item fails, not the run
                 ok, retry, reservation = False, False, None
-                result = ItemResult.failure(item.index, settle_error)
+                result = ItemResult.failure(item.index, settle_error, attempts, seconds)
         if not ok:
             error = result.error
             assert error is not None
             if isinstance(error, ItemError) and error.index is None:
                 error.index = item.index
             item.last_error = error
-            decision = self._retry_decision(item, error, now) if retry and self._retry is not None else None
+            retry = retry and self._retry is not None and self.closed is None
+            decision = self._retry_decision(item, error, now) if retry else None
             if decision is not None:
                 self._throttle(decision, reservation, now)
                 self.retries += 1
                 self._backoff.wait(item, now + decision.delay)
                 return RetryEvent(item.index, item.attempts, error, decision.delay)
+            self.failed_for_good += 1
         else:
             self.succeeded += 1
         self._input.finished(1)
@@ -624,38 +794,98 @@ class Schedule:
             self._paused_until = max(self._paused_until or now, now + decision.delay)
 
     def _give_back(self, items: list[Item]) -> None:
-        """Return ``items``, unstarted (the attempt uncounted), to the front of READY."""
+        """Return ``items``, unstarted (the attempt uncounted), to the front of READY;
+        once admission is closed they end instead (see ``close_admission``)."""
         self.calls -= len(items)
         for item in reversed(items):
             item.attempts -= 1
             item.reservation = None  # a new attempt makes a new reservation
             self._ready.appendleft(item)
+        if self.closed is not None:
+            self._events.extend(self._end_early(self._take_waiting()))
 
     # -- ending early ---------------------------------------------------------------------
+
+    @property
+    def abort_due(self) -> bool:
+        """True once ``max_errors`` items have failed for good and admission is still open."""
+        limit = self._max_errors
+        return limit is not None and self.failed_for_good >= limit and self.closed is None
+
+    def close_admission(self, why: str) -> list[ItemResult[Any]]:
+        """Admit no more work (``why``: ``ABORTED`` or ``CANCELLED``): every item not
+        running ends now, as ``ItemAbortedError`` or ``ItemCancelledError`` (including the
+        items of a sized input never read), no retry is started, chunks in this process
+        start no further item, and the run finishes once the tasks running have."""
+        if self.closed is not None or self.expired:
+            return []
+        self.closed = why
+        self.read_at_close = self.seen
+        self.stop_claims()
+        results = self._end_early(self._take_waiting())
+        untaken = self._input.untaken()
+        results.extend(ItemResult.failure(index, self._early_error(index, None), 0, 0.0) for index in untaken)
+        self.done += len(untaken)
+        self.ended_early += len(untaken)
+        self._input.seen = max(self._input.seen, self.total or 0)
+        self._input.close()
+        return results
+
+    def _take_waiting(self) -> list[Item]:
+        """Every admitted item that is not running, taken out of the schedule."""
+        lanes = self._lanes.drain() if self._lanes is not None else []
+        waiting = [*self._ready, *lanes, *self._quarantine.drain(), *self._backoff.drain()]
+        self._ready.clear()
+        self._cancel_reservations(waiting)
+        return waiting
+
+    def _end_early(self, items: list[Item]) -> list[ItemResult[Any]]:
+        """``items`` (not running) end as the failure admission closed with."""
+        failure = ItemResult.failure
+        results: list[ItemResult[Any]] = [
+            failure(item.index, self._early_error(item.index, item.last_error), item.attempts, 0.0)
+            for item in sorted(items, key=lambda item: item.index)
+        ]
+        self._input.finished(len(results))
+        self.done += len(results)
+        self.ended_early += len(results)
+        return results
+
+    def _early_error(self, index: int, cause: BaseException | None) -> ItemError:
+        if self.closed == ABORTED:
+            error: ItemError = ItemAbortedError(
+                f"the run was aborted (max_errors={self._max_errors} items had failed) before it finished",
+                index=index,
+            )
+        else:
+            error = ItemCancelledError("the run was stopped before it finished", index=index)
+        error.__cause__ = cause
+        return error
 
     def expire(self, timeout: float) -> list[ItemResult[Any]]:
         """End the run now: a timeout failure for every unfinished item, including the items
         of a sized input that were never taken from it. An item that had failed an attempt
         keeps that error as the ``__cause__`` of its timeout."""
         self.read_at_expiry, self.done_at_expiry = self.seen, self.done
-        last_errors: dict[int, BaseException | None] = {}
+        # index -> (the last failed attempt's error, the attempts started)
+        unfinished: dict[int, tuple[BaseException | None, int]] = {}
         for task in self._running:
             if task.has_items:
-                last_errors.update((item.index, item.last_error) for item in task.items())
+                unfinished.update((item.index, (item.last_error, item.attempts)) for item in task.items())
             else:
-                last_errors.update(dict.fromkeys(task.indices()))
-        lanes = self._lanes.drain() if self._lanes is not None else []
-        waiting = [*self._ready, *lanes, *self._quarantine.drain(), *self._backoff.drain()]
-        self._cancel_reservations(waiting)
-        last_errors.update((item.index, item.last_error) for item in waiting)
-        last_errors.update(dict.fromkeys(self._input.untaken()))
+                unfinished.update(dict.fromkeys(task.indices(), (None, 1)))
+        waiting = self._take_waiting()
+        unfinished.update((item.index, (item.last_error, item.attempts)) for item in waiting)
+        unfinished.update(dict.fromkeys(self._input.untaken(), (None, 0)))
         results: list[ItemResult[Any]] = []
-        for index in sorted(last_errors):
+        for index in sorted(unfinished):
+            cause, attempts = unfinished[index]
             error = ItemTimeoutError(index, timeout)
-            error.__cause__ = last_errors[index]
-            results.append(ItemResult.failure(index, error))
+            error.__cause__ = cause
+            results.append(ItemResult.failure(index, error, attempts, 0.0))
         self.stop_claims()
         self._running.clear()
+        self._deadlines.clear()
         self._ready.clear()
         self._input.close()
         self._input.open = 0
