@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections import Counter
@@ -18,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pyarallel
 from pyarallel import Checkpoint, CheckpointError, RunStatus, parallel_iter, parallel_map, parallel_starmap
@@ -237,3 +240,80 @@ def test_a_job_killed_with_sigkill_resumes_without_requesting_a_finished_item_tw
     assert {int(line) for line in finished.read_text().split()} == set(range(300))  # restored ones too
     assert all(after[item] <= 2 for item in after)  # at most the calls in flight at the kill ran twice
     print(f"requests before the kill: {sum(before.values())}, after the rerun: {sum(after.values())}")
+
+
+# -- a property over the mix: fast or slow, failing or not, alone or grouped ---------------
+
+_KINDS = st.sampled_from(["fast", "fast", "fast", "slow", "failing"])
+
+
+class _Job:
+    """Items of given kinds; counts every call, and stops the run after ``stop_after``
+    results (a stand-in for a kill: what was recorded by then is all a rerun has)."""
+
+    def __init__(self, kinds: list[str]) -> None:
+        self.kinds = kinds
+        self.calls: Counter[int] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, item: int) -> int:
+        with self.lock:
+            self.calls[item] += 1
+        kind = self.kinds[item]
+        if kind == "slow":
+            threading.Event().wait(0.005)
+        elif kind == "failing":
+            raise ValueError(item)
+        return item * 3
+
+
+@settings(max_examples=25, deadline=None, database=None)
+@given(
+    kinds=st.lists(_KINDS, min_size=1, max_size=120),
+    stop_after=st.integers(min_value=0, max_value=130),
+    mode=st.sampled_from(["threads", "sequential", "stream"]),
+    keyed=st.booleans(),
+)
+def test_property_a_stopped_checkpointed_run_resumes_without_rerunning_a_finished_item(
+    kinds: list[str], stop_after: int, mode: str, keyed: bool
+) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "job.db"
+        job = _Job(kinds)
+        stop = pyarallel.StopToken()
+        seen: list[int] = []
+
+        def count(result: pyarallel.ItemResult[int]) -> None:
+            seen.append(result.index)
+            if len(seen) >= stop_after:
+                stop.stop()
+
+        options: dict[str, object] = {"checkpoint": path, "checkpoint_key": str if keyed else None}
+        if mode == "sequential":
+            options["sequential"] = True
+        else:
+            options["workers"] = 4
+        items = list(range(len(kinds)))
+        if mode == "stream":
+            first = {
+                result.index: result
+                for result in parallel_iter(job, items, stop=stop, on_result=count, **options)
+            }
+            assert sorted(first) == items
+        else:
+            result = parallel_map(job, items, stop=stop, on_result=count, **options)
+            assert result.status in (RunStatus.COMPLETED, RunStatus.CANCELLED)
+        finished_ok = {index for index in seen if kinds[index] != "failing" and job.calls[index]}
+        first_calls = Counter(job.calls)
+
+        again = parallel_map(job, items, **options)
+        assert again.status is RunStatus.COMPLETED
+        assert [index for index, _ in again.failures()] == [
+            i for i, kind in enumerate(kinds) if kind == "failing"
+        ]
+        assert [value for _, value in again.successes()] == [
+            3 * i for i, kind in enumerate(kinds) if kind != "failing"
+        ]
+        for index in finished_ok:  # a success the first run reported was not called again
+            assert job.calls[index] == first_calls[index] == 1
+        assert all(job.calls[index] >= 1 for index in items)

@@ -73,7 +73,8 @@ def test_capabilities_are_frozen_values() -> None:
         caps.queue_ahead = False  # type: ignore[misc]
     assert repr(caps) == (
         "Capabilities(task_seconds=0.5, queue_ahead=True, in_caller_process=False, "
-        "reports_idle_workers=False, kills_overdue_tasks=False, recycles_workers=False)"
+        "reports_idle_workers=False, kills_overdue_tasks=False, recycles_workers=False, "
+        "synchronous=False)"
     )
 
 

@@ -21,6 +21,7 @@ from workloads import (
     w8_large_function,
     w9_cluster,
     w10_quotas,
+    w12_long_jobs,
 )
 
 __all__ = ["REGISTRY", "get"]
@@ -38,6 +39,7 @@ REGISTRY: dict[str, Workload] = {
         w8_large_function,
         w9_cluster,
         w10_quotas,
+        w12_long_jobs,
     )
 }
 

@@ -65,7 +65,7 @@ class Run:
             retry=plan.retry_policy,
             task_seconds=capabilities.task_seconds,
             queue_ahead=capabilities.queue_ahead,
-            reclaim=capabilities.in_caller_process,
+            reclaim=capabilities.in_caller_process and not capabilities.synchronous,
             paced_queue_ahead=capabilities.reports_idle_workers,
             clock=time.monotonic,
             deadline=self.deadline,
@@ -73,6 +73,7 @@ class Run:
             task_timeout=options.task_timeout,
             enforce_task_timeout=not capabilities.kills_overdue_tasks,
             resume=resume,
+            max_task_items=options.max_tasks_per_worker,
         )
         self.info: RunInfo = plan.describe(executor, capacity)
         self._observers = Observers()
@@ -89,7 +90,7 @@ class Run:
     def stop_due(self) -> bool:
         """True once the run's ``stop=`` token is triggered, until ``stop()`` is called."""
         stop = self._stop
-        return stop is not None and stop._event.is_set() and self.schedule.closed is None
+        return stop is not None and stop.stopped and self.schedule.closed is None
 
     def stop(self) -> list[Settled]:
         """Stop gracefully (the ``stop=`` token was triggered): close admission and return

@@ -168,27 +168,36 @@ def _run_items(  # noqa: PLR0917 - the hot loop: no object per task
     position of each exception to ``failed``); record each start in ``slot`` if given."""
     append = values.append
     if slot is None:
-        for payload in payloads:
-            try:
-                value = fn(*payload) if star else fn(payload)
-            except BaseException as error:  # SystemExit, KeyboardInterrupt too: they fail this item only
-                if not remote and type(error) is KeyboardInterrupt and _in_main_thread():
-                    raise  # Ctrl-C landed in an item running in the caller's thread (inline)
-                failed.append(len(values))
-                append(_sendable(error, remote))
-            else:
-                append(value)
+        # The two loops differ only in the call: one test per item less, where a trivial
+        # item costs ~50 ns (sequential=True is held to twice a plain loop).
+        if star:
+            for payload in payloads:
+                try:
+                    append(fn(*payload))
+                except BaseException as error:  # SystemExit, KeyboardInterrupt too: they fail this item only
+                    _record_failure(error, values, failed, remote)
+        else:
+            for payload in payloads:
+                try:
+                    append(fn(payload))
+                except BaseException as error:
+                    _record_failure(error, values, failed, remote)
         return
     view, word = slot
     for started, payload in enumerate(payloads, len(values) + 1):
         view[word] = started  # this many items have started
         try:
-            value = fn(*payload) if star else fn(payload)
+            append(fn(*payload) if star else fn(payload))
         except BaseException as error:
-            failed.append(len(values))
-            append(_sendable(error, remote))
-        else:
-            append(value)
+            _record_failure(error, values, failed, remote)
+
+
+def _record_failure(error: BaseException, values: list[Any], failed: list[int], remote: bool) -> None:
+    """The item about to be appended to ``values`` failed with ``error``."""
+    if not remote and type(error) is KeyboardInterrupt and _in_main_thread():
+        raise error  # Ctrl-C landed in an item running in the caller's thread (inline)
+    failed.append(len(values))
+    values.append(_sendable(error, remote))
 
 
 def _in_main_thread() -> bool:

@@ -85,6 +85,10 @@ class Capabilities(FrozenValue):
     - ``recycles_workers``: the backend honours
       :attr:`BackendOptions.max_tasks_per_worker` (a run asking for it on a backend
       without this capability is refused before any item starts).
+    - ``synchronous``: ``submit`` runs the task to its end in the calling thread and
+      returns a done future (the ``"inline"`` executor of ``sequential=True``). With
+      ``in_caller_process``, no claim is handed to a chunk then: nothing could take its
+      items back while it runs.
     """
 
     __slots__ = (
@@ -93,6 +97,7 @@ class Capabilities(FrozenValue):
         "queue_ahead",
         "recycles_workers",
         "reports_idle_workers",
+        "synchronous",
         "task_seconds",
     )
     __match_args__ = (
@@ -102,6 +107,7 @@ class Capabilities(FrozenValue):
         "reports_idle_workers",
         "kills_overdue_tasks",
         "recycles_workers",
+        "synchronous",
     )
     if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
 
@@ -117,6 +123,8 @@ class Capabilities(FrozenValue):
         def kills_overdue_tasks(self) -> bool: ...
         @property
         def recycles_workers(self) -> bool: ...
+        @property
+        def synchronous(self) -> bool: ...
 
     def __init__(
         self,
@@ -127,6 +135,7 @@ class Capabilities(FrozenValue):
         reports_idle_workers: bool = False,
         kills_overdue_tasks: bool = False,
         recycles_workers: bool = False,
+        synchronous: bool = False,
     ) -> None:
         from pyarallel._options import check_positive_number
 
@@ -138,6 +147,7 @@ class Capabilities(FrozenValue):
             "reports_idle_workers": reports_idle_workers,
             "kills_overdue_tasks": kills_overdue_tasks,
             "recycles_workers": recycles_workers,
+            "synchronous": synchronous,
         }
         for name, flag in flags.items():
             if not isinstance(flag, bool):
@@ -148,6 +158,7 @@ class Capabilities(FrozenValue):
         self._set("reports_idle_workers", reports_idle_workers)
         self._set("kills_overdue_tasks", kills_overdue_tasks)
         self._set("recycles_workers", recycles_workers)
+        self._set("synchronous", synchronous)
 
 
 class BackendOptions(FrozenValue):

@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ class _Task:
     pool: WorkerPool
     slot: int | None
     lost: TaskLostError | None = None  # decided when its pool broke
+    running: tuple[int, float] | None = None  # (items started, when first seen so) for task_timeout
+    overdue: int | None = None  # the item (as items started) whose worker was killed for overrunning
 
 
 @dataclass(frozen=True)
@@ -48,9 +52,20 @@ class ProcessBackend:
 
     name = NAME
     # A task costs pickling and a round trip through pipes: group tiny items to ~20 ms.
-    capabilities = Capabilities(task_seconds=0.02, queue_ahead=True)
+    # An item overrunning task_timeout has its worker killed (see ``_Watchdog``).
+    # loky cannot retire one worker, so for max_tasks_per_worker the whole pool is replaced
+    # once it has been given that many items (see ``_usable_pool``).
+    capabilities = Capabilities(
+        task_seconds=0.02, queue_ahead=True, kills_overdue_tasks=True, recycles_workers=True
+    )
 
-    def __init__(self, workers: int | None, total: int | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None,
+        total: int | None = None,
+        task_timeout: float | None = None,
+        max_tasks_per_worker: int | None = None,
+    ) -> None:
         wanted = workers if workers is not None else (os.cpu_count() or 1)
         self.capacity = max(1, min(wanted, total)) if total is not None else wanted
         self._lock = threading.Lock()
@@ -61,6 +76,9 @@ class ProcessBackend:
         self._warm_ups = 0  # warm-ups started since a pool was last seen warm
         self._replaced: list[WorkerPool] = []  # broken pools to shut down, outside the lock
         self._closed = False
+        self._watchdog = _Watchdog(self, task_timeout) if task_timeout is not None else None
+        self._max_items = max_tasks_per_worker
+        self._spent: list[WorkerPool] = []  # pools given max_tasks_per_worker items, to retire once idle
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
         import cloudpickle
@@ -76,7 +94,7 @@ class ProcessBackend:
             message = f"the item's arguments could not be pickled for a worker process: {error!r}"
             return _failed(future, SerializationError(message), error)
         with self._lock:
-            pool = self._usable_pool()
+            pool = self._usable_pool(len(args[0]) if args else 1)
             slot = pool.slots.acquire()
             slot_ref = None if slot is None else (pool.slots.path, pool.slots.first_word(slot))
             try:
@@ -88,6 +106,8 @@ class ProcessBackend:
                 lost = TaskLostError("the worker pool broke before the task started", started=0)
                 return _failed(future, lost, error)
             self._tasks[inner] = _Task(future, pool, slot)
+        if self._watchdog is not None:
+            self._watchdog.start()
         self._discard_replaced()
         inner.add_done_callback(self._on_done)
         return future
@@ -109,17 +129,22 @@ class ProcessBackend:
         return None if warming.done() else warming
 
     def close(self, *, abort: bool) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
         with self._lock:
             self._closed = True
             pending = list(self._tasks.values())
             self._tasks.clear()
             pool, self._pool = self._pool, None
             shipped, self._shipped = self._shipped, None
+            spent, self._spent = self._spent, []
         for task in pending:
             task.future.cancel()
+        for old in spent:
+            pools.discard(old, kill=abort)
         if pool is not None:
             busy = bool(pending) or (pool.warming is not None and not pool.warming.done())
-            if pool.broken or (abort and busy):
+            if pool.broken or (abort and busy) or (self._max_items is not None and pool.items_given):
                 # Stop items still running. Waiting for the kill (~40 ms) guarantees that
                 # no task still queued in loky starts after the call has returned.
                 pools.discard(pool)
@@ -131,15 +156,36 @@ class ProcessBackend:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _usable_pool(self) -> WorkerPool:
-        """The run's pool, replaced first if it broke (call with the lock held; then
-        ``_discard_replaced`` without it)."""
-        if self._pool is not None and self._pool.broken:
-            self._replaced.append(self._pool)
-            self._pool = None
-        if self._pool is None:
-            self._pool = pools.take(self.capacity)
-        return self._pool
+    def _usable_pool(self, items: int = 0) -> WorkerPool:
+        """The run's pool for a task of ``items`` items, replaced first if it broke, or if
+        it would be given more than ``max_tasks_per_worker`` items (it then finishes its
+        tasks and is retired once idle). Call with the lock held; then
+        ``_discard_replaced`` without it."""
+        pool = self._pool
+        if pool is not None and pool.broken:
+            self._replaced.append(pool)
+            pool = None
+        limit = self._max_items
+        if pool is not None and limit is not None and pool.items_given and pool.items_given + items > limit:
+            self._spent.append(pool)
+            pool = None
+        if pool is None:
+            pool = pools.take(self.capacity)
+            if limit is not None and pool.items_given:  # a warm pool whose workers ran items already
+                self._spent.append(pool)
+                pool = WorkerPool(self.capacity)
+        self._pool = pool
+        pool.items_given += items
+        self._retire_idle_spent()
+        return pool
+
+    def _retire_idle_spent(self) -> None:
+        """Move the spent pools no task runs on any more to those shut down outside the lock."""
+        busy = {id(task.pool) for task in self._tasks.values()}
+        idle = [pool for pool in self._spent if id(pool) not in busy]
+        if idle:
+            self._spent = [pool for pool in self._spent if id(pool) in busy]
+            self._replaced.extend(idle)
 
     def _discard_replaced(self) -> None:
         """Shut down the broken pools replaced so far. loky has killed their workers
@@ -199,6 +245,11 @@ class ProcessBackend:
         pool.broken = True
         tasks = [first, *(task for task in self._tasks.values() if task.pool is pool)]
         for task in tasks:
+            if task.overdue is not None:
+                message = "its worker process was killed: the item running overran task_timeout"
+                task.lost = TaskLostError(message, started=task.overdue, crashed=False, overdue=True)
+                task.lost.__cause__ = cause
+                continue
             started, finished, alive = self._reading(task)
             running = started != 0 and not finished
             crashed = None if alive is None and running else running and alive is False
@@ -221,6 +272,54 @@ class ProcessBackend:
         if pid < 0:
             return started, True, None
         return started, False, (process_alive(pid) if started > 0 else None)
+
+
+class _Watchdog:
+    """Kills the worker of an item that has run longer than ``task_timeout``: a daemon
+    thread, started with the backend's first task and stopped when it closes, that reads
+    every task's progress slot a few times per timeout. An item is timed from when the
+    watchdog first sees it running, so it is never killed early (at most one poll late).
+    The pool then breaks; ``_judge_break`` reports the overdue task with ``overdue=True``
+    and the others as lost without a cause, so they run again uncounted."""
+
+    def __init__(self, backend: ProcessBackend, timeout: float) -> None:
+        self._backend = backend
+        self._timeout = timeout
+        self._interval = min(0.05, timeout / 4)
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="pyarallel-task-timeout", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self._interval):
+            for pid in self._overdue_workers(time.monotonic()):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)  # it may be stuck in C code: nothing gentler works
+
+    def _overdue_workers(self, now: float) -> list[int]:
+        """The pids running an item that has overrun, each task marked with that item."""
+        backend, overdue = self._backend, []
+        with backend._lock:
+            for task in backend._tasks.values():
+                if task.slot is None or task.overdue is not None or task.pool.broken:
+                    continue
+                pid, started = task.pool.slots.read(task.slot)
+                if pid <= 0 or started == 0:  # not started yet, or done
+                    task.running = None
+                    continue
+                if task.running is None or task.running[0] != started:
+                    task.running = (started, now)
+                elif now - task.running[1] >= self._timeout:
+                    task.overdue = started
+                    overdue.append(pid)
+        return overdue
 
 
 _CRASHED = "the worker process running it died (os._exit, a signal such as a segfault, or the OOM killer)"

@@ -111,6 +111,8 @@ class WorkerPool:
 
     ``warm`` once a rendezvous has shown every worker up; ``broken`` once it has lost a
     worker (loky then fails every task in flight and the pool is never used again).
+    ``items_given`` counts the items of every task submitted to it, for
+    ``max_tasks_per_worker``: no worker of the pool has run more than that.
     """
 
     def __init__(self, workers: int) -> None:
@@ -123,6 +125,7 @@ class WorkerPool:
         self.warm = False
         self.warming: Future[None] | None = None
         self.broken = False
+        self.items_given = 0
 
     def warm_up(self) -> Future[None]:
         """Run one rendezvous task per worker; the future is done when they have all
@@ -148,13 +151,13 @@ class WorkerPool:
             self.broken = True
         self.warm = not self.broken
 
-    def shutdown(self, *, kill: bool) -> None:
-        """Stop the workers (``kill``: at once, and wait until they are gone) and remove
-        the slot file."""
+    def shutdown(self, *, kill: bool, wait: bool = False) -> None:
+        """Stop the workers (``kill``: at once, and wait until they are gone; ``wait``:
+        let them finish, and wait until they are gone) and remove the slot file."""
         if kill:
             self.executor.shutdown(wait=True, kill_workers=True)
         else:
-            self.executor.shutdown(wait=False)
+            self.executor.shutdown(wait=wait)
         self.slots.close()
 
 
@@ -227,12 +230,13 @@ class _Pools:
         """``pool`` is done with: shut it down (``kill``: stop what is running, at once)."""
         pool.shutdown(kill=kill)
 
-    def shutdown_all(self) -> None:
-        """Shut every idle pool down (at exit)."""
+    def shutdown_all(self, *, wait: bool = False) -> None:
+        """Shut every idle pool down (at exit; ``wait``: until their workers are gone, for
+        ``pyarallel.shutdown()``)."""
         with self._changed:
             idle, self._idle = self._idle, []
         for pool, _ in idle:
-            pool.shutdown(kill=False)
+            pool.shutdown(kill=False, wait=wait)
 
     def forget(self) -> None:
         """In a forked child: the idle pools are the parent's. Drop them without touching

@@ -29,7 +29,7 @@ class InlineBackend:
     name = NAME
     capacity = 1
     # Group tiny items so the scheduler's per-task cost is shared, as on threads.
-    capabilities = Capabilities(task_seconds=0.002, in_caller_process=True)
+    capabilities = Capabilities(task_seconds=0.002, in_caller_process=True, synchronous=True)
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
         future: Future[T] = Future()

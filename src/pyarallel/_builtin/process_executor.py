@@ -21,6 +21,11 @@
 - Under a rate limit, the scheduler asks ``until_ready()`` before drawing a token: a cold
   or replaced pool first runs a rendezvous of one task per worker, so that a call starts
   when its token is drawn, not when a worker finally comes up.
+- ``task_timeout``: a watchdog thread (only while such a run lasts) reads the progress
+  slots and kills the worker of an item that has run longer; the task is reported
+  ``TaskLostError(overdue=True)`` and the others lost innocently (``kills_overdue_tasks``).
+- ``max_tasks_per_worker``: the pool is replaced once it has been given that many items,
+  so no worker runs more (``recycles_workers``); a spent pool finishes its tasks first.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pyarallel.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from pyarallel._builtin._process_backend import ProcessBackend
+    from pyarallel.contracts import BackendOptions
 
 NAME = "process"
 
@@ -42,9 +48,21 @@ def pyarallel_executor_names() -> Sequence[str]:
 
 
 @hookimpl
-def pyarallel_executor(executor: object, workers: int | None, total: int | None) -> ProcessBackend | None:
+def pyarallel_executor(
+    executor: object, workers: int | None, total: int | None, options: BackendOptions
+) -> ProcessBackend | None:
     if executor != NAME:
         return None
     from pyarallel._builtin._process_backend import ProcessBackend  # its imports cost ~5 ms
 
-    return ProcessBackend(workers, total)
+    return ProcessBackend(workers, total, options.task_timeout, options.max_tasks_per_worker)
+
+
+@hookimpl
+def pyarallel_shutdown() -> None:
+    """Stop the idle pools kept for the next runs (only if the backend was ever used)."""
+    import sys
+
+    pools_module = sys.modules.get("pyarallel._builtin._process_pools")
+    if pools_module is not None:
+        pools_module.pools.shutdown_all(wait=True)

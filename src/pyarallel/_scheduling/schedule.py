@@ -40,6 +40,7 @@ from pyarallel._errors import (
 from pyarallel._result import ItemResult, Successes
 from pyarallel._scheduling.backoff import Backoff
 from pyarallel._scheduling.chunk_sizer import ChunkSizer
+from pyarallel._scheduling.deadlines import Deadlines
 from pyarallel._scheduling.events import Event, RetryEvent
 from pyarallel._scheduling.input_window import InputWindow
 from pyarallel._scheduling.items import Item, Task
@@ -89,6 +90,8 @@ class Schedule:
     travels alone, nothing is queued ahead, and ``overdue(now)`` fails the items that
     have run longer (their tasks are abandoned). ``resume``: a checkpointed job's earlier
     results, answered as items are read instead of running them again.
+    ``max_task_items``: no task carries more items than a worker may run
+    (``max_tasks_per_worker``).
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class Schedule:
         task_timeout: float | None = None,
         enforce_task_timeout: bool = False,
         resume: Resume | None = None,
+        max_task_items: int | None = None,
     ) -> None:
         self._input = InputWindow(
             source,
@@ -160,10 +164,9 @@ class Schedule:
         self.closed: str | None = None  # ABORTED or CANCELLED once admission closed
         self.read_at_close = 0  # items read from the input when admission closed
         self.ended_early = 0  # items failed by close_admission (never finished on their own)
-        self._task_timeout = task_timeout if enforcing else None
-        self._deadlines: dict[Task, float] = {}  # running task -> when its item is overdue
-        self._abandoned: set[Task] = set()  # overdue tasks still holding their worker
+        self._deadlines = Deadlines(task_timeout) if enforcing and task_timeout is not None else None
         self._resume = resume if resume is not None and not resume.empty else None
+        self._max_task_items = max_task_items  # a worker may run no more (max_tasks_per_worker)
 
     # -- the input ------------------------------------------------------------------------
 
@@ -222,7 +225,16 @@ class Schedule:
     @property
     def _busy(self) -> int:
         """Tasks holding a worker: running, or abandoned on their deadline and still running."""
-        return len(self._running) + len(self._abandoned)
+        deadlines = self._deadlines
+        return len(self._running) + (deadlines.abandoned if deadlines is not None else 0)
+
+    @property
+    def _in_flight_limit(self) -> int:
+        """How many tasks may be in flight: none queued ahead of the workers once items
+        fail under ``max_errors`` (each queued task is one more call past the limit)."""
+        if self._max_errors is not None and (self.failed_for_good or self.retries):
+            return self._capacity
+        return self._max_in_flight
 
     def close_input(self) -> None:
         """The driver-fed input is exhausted."""
@@ -288,7 +300,7 @@ class Schedule:
             yield from self._next_paced_tasks(now, self._lanes)
             return
         tasks: list[Task] = []
-        while self._busy < self._max_in_flight:
+        while self._busy < self._in_flight_limit:
             task_size = self._task_size()
             task = self._take_ready(task_size) if self._ready else self._take_fresh(task_size)
             if task is None:
@@ -313,7 +325,7 @@ class Schedule:
         The next item waits in its lane, so that when its token comes due, drawing it is
         the first thing done (every microsecond between the due time and the draw lowers
         the achieved rate), and no token is drawn for an input that has run out."""
-        while self._busy < self._max_in_flight and (
+        while self._busy < self._in_flight_limit and (
             (lanes.count > 0 and not self._ready) or self._fill_lanes(lanes, now, ahead=False)
         ):
             item = lanes.take(now)
@@ -421,8 +433,8 @@ class Schedule:
     def _start(self, task: Task, now: float) -> None:
         task.started_at = now
         self.calls += len(task)
-        if self._task_timeout is not None:
-            self._deadlines[task] = now + self._task_timeout
+        if self._deadlines is not None:
+            self._deadlines.started(task, now)
         if task.has_items:
             for item in task.items():
                 if item.attempts == 1:
@@ -448,7 +460,8 @@ class Schedule:
         if self._max_errors is not None and (self.failed_for_good or self.retries):
             return 1  # items are failing: find out before more calls are spent on them
         remaining = self._input.remaining(len(self._ready))
-        return self._chunks.size(remaining, self._max_in_flight, self._capacity, self._window)
+        size = self._chunks.size(remaining, self._max_in_flight, self._capacity, self._window)
+        return size if self._max_task_items is None else min(size, self._max_task_items)
 
     # -- chunks in this process -----------------------------------------------------------
 
@@ -503,8 +516,8 @@ class Schedule:
         times = [self.token_due, self._backoff.next_ready, self._paused_until]
         if self._reclaimer is not None:
             times.append(self._reclaimer.next_deadline)
-        if self._deadlines:
-            times.append(min(self._deadlines.values()))
+        if self._deadlines is not None:
+            times.append(self._deadlines.next_due)
         return min((t for t in times if t is not None), default=None)
 
     def overdue(self, now: float) -> list[Event]:
@@ -512,20 +525,14 @@ class Schedule:
         scheduler enforces it) with ``TaskTimeoutError``; it may be retried. The task is
         abandoned: its worker cannot be stopped, so it keeps its slot until it returns
         (``finish_task`` then ignores its outcome)."""
-        if not self._deadlines:
+        deadlines = self._deadlines
+        if deadlines is None:
             return []
         events: list[Event] = []
-        for task in [task for task, due in self._deadlines.items() if due <= now]:
-            del self._deadlines[task]
+        for task in deadlines.abandon_overdue(now):
             self._running.discard(task)
-            self._abandoned.add(task)
             (item,) = task.items()
-            error = TaskTimeoutError(
-                f"the attempt ran longer than task_timeout={self._task_timeout:g} s; its worker "
-                "cannot be stopped and was left to finish on its own",
-                index=item.index,
-            )
-            events.append(self._settle(item, False, error, now))
+            events.append(self._settle(item, False, deadlines.overdue_error(item), now))
         return events
 
     # -- finished tasks -------------------------------------------------------------------
@@ -543,12 +550,10 @@ class Schedule:
         that stopped early reports only its first items, and the rest run again. Or
         ``values`` is the exception that failed the whole task. ``seconds`` is how long it
         ran."""
-        if task in self._abandoned:  # failed on its deadline already: its worker is free again
-            self._abandoned.discard(task)
-            return []
+        deadlines = self._deadlines
+        if deadlines is not None and deadlines.returned(task):
+            return []  # failed on its deadline already: its worker is free again
         self._running.discard(task)
-        if self._deadlines:
-            self._deadlines.pop(task, None)
         if task.isolated:
             self._quarantine.isolating = False
         reported = self._reclaimer.finished(task) if self._reclaimer is not None else 0
@@ -556,9 +561,8 @@ class Schedule:
             if isinstance(values, WorkerInitError):
                 raise values  # no item can run: the run fails with it
             return self._fail_whole(task, values, now)
-        timeout = self._task_timeout
-        if timeout is not None and seconds is not None and seconds > timeout:
-            return self._overran(task, seconds, now)  # it returned, but too late (inline)
+        if deadlines is not None and seconds is not None and seconds > deadlines.timeout:
+            return self._overran(task, deadlines, seconds, now)  # it returned, but too late (inline)
         if seconds is not None:
             self._ran_from(task, now - seconds)
             if self._chunks is not None and values:
@@ -581,21 +585,18 @@ class Schedule:
             for position, (item, value) in enumerate(zip(task.items(), values, strict=True))
         ]
 
-    def _overran(self, task: Task, seconds: float, now: float) -> list[Event]:
+    def _overran(self, task: Task, deadlines: Deadlines, seconds: float, now: float) -> list[Event]:
         """``task`` (one item, under an enforced ``task_timeout``) returned after running
         ``seconds``, longer than allowed: its attempt fails like an overdue one."""
         (item,) = task.items()
-        error = TaskTimeoutError(
-            f"the attempt ran {seconds:.3g} s, longer than task_timeout={self._task_timeout:g} s",
-            index=item.index,
-        )
-        return [self._settle(item, False, error, now, seconds=seconds)]
+        return [self._settle(item, False, deadlines.overran_error(item, seconds), now, seconds=seconds)]
 
     def unstarted(self, task: Task) -> None:
         """The driver cancelled ``task`` before it started: its items are given back (and,
         admission being closed, end as never started)."""
         self._running.discard(task)
-        self._deadlines.pop(task, None)
+        if self._deadlines is not None:
+            self._deadlines.forget(task)
         if self._reclaimer is not None:
             self._reclaimer.finished(task)
         self._give_back(task.items())
@@ -885,7 +886,8 @@ class Schedule:
             results.append(ItemResult.failure(index, error, attempts, 0.0))
         self.stop_claims()
         self._running.clear()
-        self._deadlines.clear()
+        if self._deadlines is not None:
+            self._deadlines.clear()
         self._ready.clear()
         self._input.close()
         self._input.open = 0
