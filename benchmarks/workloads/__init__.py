@@ -21,6 +21,7 @@ from workloads import (
     w8_large_function,
     w9_cluster,
     w10_quotas,
+    w11_worker_restarts,
     w12_long_jobs,
 )
 
@@ -39,6 +40,7 @@ REGISTRY: dict[str, Workload] = {
         w8_large_function,
         w9_cluster,
         w10_quotas,
+        w11_worker_restarts,
         w12_long_jobs,
     )
 }
