@@ -122,6 +122,7 @@ def _loop(  # noqa: PLR0917
     readiness: _Readiness | None,
 ) -> Generator[Settled, None, None]:
     schedule = run.schedule
+    queued_cancelled = False  # once admission closed, the tasks still queued were cancelled
     while True:
         now = time.monotonic()
         if run.expired(now):
@@ -129,7 +130,10 @@ def _loop(  # noqa: PLR0917
             return
         if run.stop_due:
             yield from run.stop()
+        if schedule.closed is not None and not queued_cancelled:  # stopped, or max_errors reached
+            queued_cancelled = True
             _cancel_queued(schedule, in_flight)
+            yield from run.deliver([])
         yield from run.deliver(schedule.reclaim_stalled(now))
         yield from run.deliver(schedule.overdue(now))
         if readiness is None or (schedule.has_work_to_start(now) and readiness.ready()):
