@@ -1,14 +1,18 @@
-"""``max_tasks_per_worker`` on the "process" executor: no worker process runs more items
-than that, grouped or not, and no item is lost or run twice. Real worker processes."""
+"""Worker lifecycle on the "process" executor: with ``max_tasks_per_worker`` no worker
+process runs more items than that, grouped or not, and no item is lost or run twice;
+``worker_init`` runs once in each worker. Real worker processes."""
 
 from __future__ import annotations
 
 import os
+import traceback
 from collections import Counter
+from functools import partial
+from pathlib import Path
 
 import pytest
 
-from pyarallel import parallel_map
+from pyarallel import WorkerInitError, parallel_map
 
 
 def _pid_of(x: int) -> tuple[int, int]:
@@ -36,3 +40,37 @@ def test_a_warm_pool_that_ran_items_is_not_reused_past_the_limit() -> None:
     per_worker = Counter(pid for _, pid in limited.values())
     assert max(per_worker.values()) <= 3
     assert warm.isdisjoint(per_worker), "workers that had run 20 items each took more"
+
+
+def _record_init(directory: str) -> None:
+    with open(os.path.join(directory, f"init-{os.getpid()}"), "a") as file:
+        file.write("x")
+
+
+def _failing_init() -> None:
+    raise RuntimeError("no model file")
+
+
+@pytest.mark.timeout(60)
+def test_worker_init_runs_once_in_each_worker_process_before_its_items(tmp_path: Path) -> None:
+    def ran_after_init(x: int) -> tuple[int, bool]:
+        return os.getpid(), (tmp_path / f"init-{os.getpid()}").exists()
+
+    result = parallel_map(
+        ran_after_init,
+        range(200),
+        executor="process",
+        workers=2,
+        worker_init=partial(_record_init, str(tmp_path)),
+    )
+    pids = {pid for pid, _ in result.values()}
+    assert all(initialised for _, initialised in result.values())
+    inits = {path.name: path.read_text() for path in tmp_path.iterdir()}
+    assert inits == {f"init-{pid}": "x" for pid in pids}  # once per worker, no more
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_worker_init_fails_the_call_with_its_traceback() -> None:
+    with pytest.raises(WorkerInitError, match="no model file") as caught:
+        parallel_map(abs, range(10), executor="process", workers=2, worker_init=_failing_init)
+    assert "_failing_init" in "".join(traceback.format_exception(caught.value))
