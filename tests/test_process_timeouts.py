@@ -195,9 +195,9 @@ def test_a_warmed_pool_serves_the_next_call_and_shutdown_stops_it() -> None:
     started = time.monotonic()
     pids = set(parallel_starmap(os.getpid, [()] * 8, executor="process", workers=WORKERS).values())
     first_call = time.monotonic() - started
-    assert len(pids) <= WORKERS
     again = set(parallel_starmap(os.getpid, [()] * 8, executor="process", workers=WORKERS).values())
-    assert again <= pids  # the same warm workers
+    pids |= again  # tiny items travel in groups: one call may see one worker only
+    assert len(pids) <= WORKERS  # both calls ran on the warm pool's workers
     assert first_call < 1.0, f"the first call after warm_up took {first_call:.2f} s"
     pyarallel.shutdown()
     assert all(_wait_until_dead(pid) for pid in pids), "shutdown() left warm workers running"
