@@ -335,6 +335,8 @@ def test_timeout_leaves_no_queued_process_item_to_start_later(tmp_path: Path) ->
         threading.setprofile(None)
     try:
         _run_blocked_items_into_timeout(tmp_path, 3.0)
+        if not slow_kill.fired:  # known now: spare the wait for items that must not start
+            pytest.skip("loky no longer kills workers in kill_workers: the slow kill cannot be simulated")
         # The call has returned: the running items finish now; a worker still alive would
         # then take a queued item.
         _release(tmp_path / "release", 2)
