@@ -208,3 +208,34 @@ def test_a_warmed_pool_serves_the_next_call_and_shutdown_stops_it() -> None:
 def test_warm_up_refuses_an_unknown_executor() -> None:
     with pytest.raises(ValueError, match="'nope'"):
         pyarallel.warm_up("nope")
+
+
+def _mark_and_nap(directory: str, x: int) -> int:
+    Path(directory, f"ran-{x}").touch()
+    time.sleep(0.05)
+    return x
+
+
+@pytest.mark.timeout(60)
+def test_a_stopped_process_run_never_reports_an_item_that_ran_as_cancelled(tmp_path: Path) -> None:
+    # The backend's futures cannot be cancelled once submitted (loky may have started the
+    # task): every task submitted finishes, and only items never submitted are cancelled.
+    from functools import partial
+
+    stop = pyarallel.StopToken()
+    results = list(
+        parallel_iter(
+            partial(_mark_and_nap, str(tmp_path)),
+            range(40),
+            executor="process",
+            workers=WORKERS,
+            stop=stop,
+            on_result=lambda result: stop.stop(),
+        )
+    )
+    assert sorted(result.index for result in results) == list(range(40))
+    ran = {int(path.name.split("-")[1]) for path in tmp_path.glob("ran-*")}
+    cancelled = {result.index for result in results if isinstance(result.error, pyarallel.ItemCancelledError)}
+    assert cancelled, "the stop came after every item had started"
+    assert ran.isdisjoint(cancelled), f"items reported cancelled ran: {sorted(ran & cancelled)}"
+    assert {result.index for result in results if result.ok} == ran

@@ -132,8 +132,9 @@ def _loop(  # noqa: PLR0917
             yield from run.stop()
         if schedule.closed is not None and not queued_cancelled:  # stopped, or max_errors reached
             queued_cancelled = True
-            _cancel_queued(schedule, in_flight)
-            yield from run.deliver([])
+            if backend.capabilities.in_caller_process:  # else a future may not say its task started
+                _cancel_queued(schedule, in_flight)
+                yield from run.deliver([])
         yield from run.deliver(schedule.reclaim_stalled(now))
         yield from run.deliver(schedule.overdue(now))
         if readiness is None or (schedule.has_work_to_start(now) and readiness.ready()):
@@ -162,7 +163,9 @@ def _loop(  # noqa: PLR0917
 
 def _cancel_queued(schedule: Schedule, in_flight: dict[Future[Any], Task]) -> None:
     """Admission closed: cancel the tasks still queued in the backend (their items end
-    as never started); tasks already running finish."""
+    as never started); tasks already running finish. Only for a backend running tasks in
+    this process, whose futures are its executor's own: ``cancel()`` succeeds only before
+    the task starts (a backend that sends tasks elsewhere cannot always tell)."""
     for future, task in list(in_flight.items()):
         if future.cancel():
             del in_flight[future]

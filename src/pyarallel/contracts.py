@@ -67,7 +67,11 @@ class Capabilities(FrozenValue):
       argument), so a chunk stuck behind an unexpectedly slow item gives its unstarted
       items back to run elsewhere, and failures come back as they are. Otherwise (other
       processes, other hosts) a failure travels with its traceback as text, and a chunk
-      that runs far longer than planned stops starting items and reports early.
+      that runs far longer than planned stops starting items and reports early. When a
+      run closes admission (``stop=``, ``max_errors``) the scheduler also calls
+      ``cancel()`` on the futures of such a backend, which must then succeed only for a
+      task that has not started (an executor's own futures do); other backends' tasks
+      are all left to finish.
     - ``reports_idle_workers``: ``until_ready()`` answers ``None`` only while a worker is
       idle right now (not merely started), and its future is done once one is. Under a
       rate limit a ``queue_ahead`` backend then gets up to ``2 * capacity`` tasks

@@ -229,12 +229,16 @@ class Schedule:
         return len(self._running) + (deadlines.abandoned if deadlines is not None else 0)
 
     @property
+    def _failing_under_max_errors(self) -> bool:
+        """True once an item has failed (or been retried) in a run with ``max_errors``:
+        every call from then on may be one more past the limit."""
+        return self._max_errors is not None and bool(self.failed_for_good or self.retries)
+
+    @property
     def _in_flight_limit(self) -> int:
         """How many tasks may be in flight: none queued ahead of the workers once items
-        fail under ``max_errors`` (each queued task is one more call past the limit)."""
-        if self._max_errors is not None and (self.failed_for_good or self.retries):
-            return self._capacity
-        return self._max_in_flight
+        fail under ``max_errors``."""
+        return self._capacity if self._failing_under_max_errors else self._max_in_flight
 
     def close_input(self) -> None:
         """The driver-fed input is exhausted."""
@@ -457,7 +461,7 @@ class Schedule:
     def _task_size(self) -> int:
         if self._chunks is None:
             return 1
-        if self._max_errors is not None and (self.failed_for_good or self.retries):
+        if self._failing_under_max_errors:
             return 1  # items are failing: find out before more calls are spent on them
         remaining = self._input.remaining(len(self._ready))
         size = self._chunks.size(remaining, self._max_in_flight, self._capacity, self._window)
