@@ -46,7 +46,7 @@ def test_long_job_example_reports_every_part() -> None:
     assert "killed by signal 9 after 150 results" in out, out
     assert "rerun: status completed, 150 items restored" in out, out
     twice = int(out.split("items requested twice: ")[1].split()[0])
-    assert twice <= 8, out  # at most the 8 workers' calls in flight
+    assert twice <= 16, out  # at most the calls in flight: 8 workers, each with one task queued ahead
     # 2. a dead endpoint cost about max_errors + workers calls
     calls = int(out.split("status aborted: ")[1].split()[0])
     assert 10 <= calls <= 18 + 2, out
