@@ -10,7 +10,7 @@ PLUGINS := plugins/pyarallel-dask plugins/pyarallel-redis plugins/pyarallel-tena
 REDIS_SERVER := $(shell command -v redis-server 2>/dev/null || echo /usr/bin/redis-server)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck pytest bench bench-quick bench-options hook-docs clean
+.PHONY: demo test lint typecheck docs pytest bench bench-quick bench-options hook-docs comparison-docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(VENV)/.installed-base: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml $(PLUGINS:%=%/pyproject.toml) | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]' $(PLUGINS:%=-e %)
+	touch $@ $(VENV)/.installed-base $(VENV)/.installed-docs
+
+# The `test` extra includes the `docs` one (the test suite builds the site too).
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[docs]'
 	touch $@ $(VENV)/.installed-base
 
 $(VENV)/.installed-bench: pyproject.toml plugins/pyarallel-dask/pyproject.toml plugins/pyarallel-redis/pyproject.toml | $(BIN)/python
@@ -51,7 +56,12 @@ pytest: $(VENV)/.installed-test $(REDIS_SERVER)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	for plugin in $(PLUGINS); do (cd $$plugin && $(ABS_BIN)/python -m pytest $(PYTEST_ARGS)) || exit 1; done
 
-test: lint typecheck pytest
+# The documentation site (mkdocs.yml, pages under docs/) into site/; any warning, such as a
+# broken link or anchor, fails the build.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+test: lint typecheck docs pytest
 
 # Benchmarks are not part of `make test`: they compare against other tools and take minutes.
 bench: $(VENV)/.installed-bench $(REDIS_SERVER)
@@ -67,5 +77,10 @@ bench-options: $(VENV)/.installed-bench
 hook-docs: $(VENV)/.installed-base
 	$(BIN)/python docs/hook_reference.py
 
+# The comparison table in docs/comparison.md, from the cases the last benchmark run measured
+# (benchmarks/results/latest.json, merged into docs/comparison_data.json).
+comparison-docs:
+	$(PYTHON) docs/comparison_table.py --from benchmarks/results/latest.json
+
 clean:
-	rm -rf $(VENV) .venv-* .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-* .pytest_cache .mypy_cache .ruff_cache .hypothesis site

@@ -140,7 +140,10 @@ class _Handler(BaseHTTPRequestHandler):
 def running_server(*, quota: int, window: float) -> Iterator[UserAPIServer]:
     """Serve on an OS-chosen free port in a background thread; shut down cleanly on exit."""
     server = UserAPIServer(quota=quota, window=window)
-    thread = threading.Thread(target=server.serve_forever, name="demo-api-server", daemon=True)
+    # A short poll interval: shutdown() waits for serve_forever to notice it (0.5 s by default).
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="demo-api-server", daemon=True
+    )
     thread.start()
     try:
         yield server

@@ -14,7 +14,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 @pytest.mark.timeout(180)
 def test_main_demo_runs_and_reports_both_parts() -> None:
     completed = subprocess.run(
-        [sys.executable, str(EXAMPLES / "demo.py")],
+        # --quick: smaller CPU items and one timed round; the same runs and the same report.
+        [sys.executable, str(EXAMPLES / "demo.py"), "--quick"],
         capture_output=True,
         text=True,
         timeout=170,
@@ -26,6 +27,11 @@ def test_main_demo_runs_and_reports_both_parts() -> None:
     assert "succeeded: 395 of 400" in out, out
     assert "UserNotFoundError   x4" in out, out
     assert "requests/s" in out
+    # the run's own statistics agree with what the server counted
+    requests = int(out.split("server saw ")[1].split()[0])
+    retries = int(out.split(" of them retries")[0].rsplit(None, 1)[1])
+    assert f"calls     {requests} ({retries} retries)" in out, out
+    assert "items     400 (395 succeeded, 5 failed)" in out, out
     # the CPU part ran on worker processes and reported its speed-up
     assert "warm pool:" in out, out
     assert "x serial" in out, out

@@ -411,6 +411,28 @@ def user_process_pool() -> Iterator[ProcessPoolExecutor]:
         yield pool
 
 
+@pytest.fixture(scope="module")
+def warm_process_pools() -> Iterator[None]:
+    """Keep an idle pool of every size the process examples use (1 to 4 workers on two
+    cores) between examples, not just the usual two: the examples' point is each item's
+    outcome, not a cold start, and a pool started for nearly every example made up most
+    of the test's time. The first example of each size, and every example after a worker
+    crash (its pool is replaced), still start a pool; ``test_process_trust`` tests the
+    idle limits."""
+    from pyarallel._builtin import _process_pools
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(_process_pools, "MAX_IDLE_POOLS", 4)
+    patch.setattr(_process_pools, "MAX_IDLE_WORKERS", 1 + 2 + 3 + 4)
+    try:
+        yield
+    finally:
+        patch.undo()
+        # The next run to give its pool back evicts the oldest idle pools down to the
+        # usual limits, as after any run: no more idle workers are left behind than before.
+        parallel_map(abs, [-1], executor="process", workers=1)
+
+
 THREAD = Backend("thread", "thread", size=4, in_process=True, pyarallel_pickles=False, startup=0.0)
 PROCESS = Backend(
     "process",
@@ -419,7 +441,10 @@ PROCESS = Backend(
     in_process=False,
     pyarallel_pickles=True,
     startup=5.0,
-    rerun_kinds=frozenset({CRASHING}),
+    # A crash reruns its task's other items; so does a result that pickles in the worker
+    # but cannot be unpickled here: the group's report is refused as a whole, and its items
+    # run again in halves until the culprit runs alone.
+    rerun_kinds=frozenset({CRASHING, UNRESTORABLE_RESULT}),
 )
 
 
@@ -521,7 +546,7 @@ def test_user_thread_pool_mixed_items(
     )
 )
 @given(case_=cases(PROCESS_KINDS, max_items=40, max_crashes=2))
-def test_process_executor_mixed_items(case_: Case, markers: Path) -> None:
+def test_process_executor_mixed_items(case_: Case, markers: Path, warm_process_pools: None) -> None:
     run_case(case_, PROCESS, markers)
 
 

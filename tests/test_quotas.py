@@ -14,6 +14,7 @@ import itertools
 import threading
 import urllib.error
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -123,19 +124,29 @@ def _token_limiter(settle: bool) -> Limiter:
 
 
 def test_requests_and_tokens_quotas_both_hold_and_settling_raises_the_token_throughput() -> None:
+    # The runs without and with settle share nothing (each has its own server and limiter)
+    # and make few calls (~10 and ~25 a second): they run side by side, not one after the other.
+    servers = {
+        settle: QuotaServer([Quota(40, 1.0), Quota(540, 1.0, unit="tokens")], charge="used")
+        for settle in (False, True)
+    }
+
+    def run(settle: bool) -> Any:
+        return parallel_map(
+            _caller(servers[settle].url), _token_items(40), workers=4, rate_limit=_token_limiter(settle)
+        )
+
+    with servers[False], servers[True], ThreadPoolExecutor(2) as runs:
+        results = dict(zip((False, True), runs.map(run, (False, True)), strict=True))
     rates = {}
-    for settle in (False, True):
-        with QuotaServer([Quota(40, 1.0), Quota(540, 1.0, unit="tokens")], charge="used") as server:
-            result = parallel_map(
-                _caller(server.url), _token_items(40), workers=4, rate_limit=_token_limiter(settle)
-            )
-            assert result.ok
-            assert not server.refused()
-            assert server.max_in_window(1.0) <= 40
-            accepted = server.accepted()
-            span = accepted[-1].at - accepted[0].at
-            rates[settle] = sum(r.used_tokens for r in accepted) / span
-            assert server.max_in_window(1.0, unit="tokens") <= 540  # charged what was used
+    for settle, server in servers.items():
+        assert results[settle].ok
+        assert not server.refused()
+        assert server.max_in_window(1.0) <= 40
+        accepted = server.accepted()
+        span = accepted[-1].at - accepted[0].at
+        rates[settle] = sum(r.used_tokens for r in accepted) / span
+        assert server.max_in_window(1.0, unit="tokens") <= 540  # charged what was used
     assert rates[True] > 1.5 * rates[False], rates
 
 

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 
 from pyarallel._errors import ItemTimeoutError, SerializationError, TaskLostError, WorkerCrashedError
 from pyarallel._result import ItemResult, Successes, item_results
-from pyarallel._scheduling import Event, RetryEvent, Schedule, Task
+from pyarallel._scheduling import Event, LostEvent, Notice, RetryEvent, Schedule, Task, WaitEvent
 from pyarallel._scheduling.chunk_sizer import ChunkSizer
 from pyarallel._scheduling.schedule import MAX_BARREN_ROUNDS
 from pyarallel._tasks import ChunkClaim
-from pyarallel.contracts import FailedAttempt, RateLimiter, RetryPolicy
+from pyarallel.contracts import FailedAttempt, RateLimiter, RetryDecision, RetryPolicy
 from support import SimpleLimiter
 
 # -- fakes ---------------------------------------------------------------------------------
@@ -174,6 +174,7 @@ class Driver:
         self.submitted: list[Task] = []
         self.results: dict[int, ItemResult[Any]] = {}
         self.retries: list[RetryEvent] = []
+        self.notices: list[Notice] = []  # lost workers and waits, for observers
         self.most_open = 0  # the most items taken and not finished, seen after a start
 
     def start(self, now: float = 0.0) -> list[Task]:
@@ -192,7 +193,8 @@ class Driver:
             values, failed, seconds = outcome
             events = self.schedule.finish_task(task, values, failed, now, seconds)
         self.record(events)
-        return events
+        # Notices (lost workers, waits) are in self.notices, not returned.
+        return [event for event in events if not isinstance(event, LostEvent | WaitEvent)]
 
     def succeed(self, task: Task, now: float = 0.0, seconds: float | None = None) -> list[Event]:
         return self.finish(task, report(task, seconds=seconds), now)
@@ -201,6 +203,9 @@ class Driver:
         for event in events:
             if isinstance(event, RetryEvent):
                 self.retries.append(event)
+                continue
+            if isinstance(event, LostEvent | WaitEvent):
+                self.notices.append(event)
                 continue
             for result in item_results(event):
                 assert result.index not in self.results, f"item {result.index} finished twice"
@@ -450,6 +455,48 @@ def test_a_refused_token_says_when_to_ask_again() -> None:
     assert schedule.token_due is None
     assert schedule.wake_at() is None
     assert limiter.requested == [0, 1, 2]  # one reservation per attempt
+
+
+def test_a_wait_for_the_rate_limiter_is_reported_once_it_ends_with_its_length() -> None:
+    limiter = ScriptedLimiter([0.0, 0.25, 0.05])
+    schedule = make(range(3), capacity=3, limiter=limiter)
+    driver = Driver(schedule)
+    driver.start(1.0)  # item 0 starts; item 1 is refused: a free worker waits from 1.0
+    driver.start(1.25)  # refused again: the same wait goes on
+    assert schedule.take_events() == []
+    driver.start(1.30)
+    (event,) = schedule.take_events()
+    assert isinstance(event, WaitEvent)
+    assert (event.reason, event.seconds) == ("rate_limit", pytest.approx(0.30))
+
+
+class PausingRetry:
+    """Retries every failure after ``delay``, pausing the whole run as long."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def decide(self, failed: FailedAttempt) -> RetryDecision:
+        return RetryDecision(self.delay, pause=True)
+
+
+def test_a_pause_is_reported_for_the_time_it_adds() -> None:
+    schedule = make(range(3), capacity=3, retry=PausingRetry(2.0))
+    driver = Driver(schedule)
+    first, second, _ = driver.start(0.0)
+    driver.finish(first, report(first, fail=[0]), now=1.0)  # paused until 3.0
+    driver.finish(second, report(second, fail=[0]), now=2.0)  # until 4.0: one more second
+    events = schedule.take_events()
+    pauses = [(event.reason, event.seconds) for event in events if isinstance(event, WaitEvent)]
+    assert pauses == [("pause", 2.0), ("pause", 1.0)]
+
+
+def test_a_lost_task_is_announced_with_all_its_items_before_what_became_of_them() -> None:
+    driver = chunked(9, retry=ScriptedRetry(default=None))
+    (block,) = driver.start()  # items 1..8
+    loss = lost(started=3, crashed=True)
+    driver.finish(block, loss)
+    assert [(event.indexes, event.error) for event in driver.notices] == [((1, 2, 3, 4, 5, 6, 7, 8), loss)]
 
 
 def test_no_token_is_drawn_once_the_input_is_exhausted() -> None:
@@ -1409,6 +1456,14 @@ def test_chunk_sizes_respect_every_bound(
 # -- random scripts --------------------------------------------------------------------------
 
 
+# The strategies drawn at every step, built once: a strategy built anew for each draw is
+# validated anew each time, which took a good part of the test's time. Same draws.
+TASK_SECONDS = st.sampled_from([1e-6, 1e-6, 1e-6, 1e-3, 0.05])
+TASK_KINDS = st.sampled_from(["ok", "fail", "stop", "whole", "lost"])
+CRASHED = st.sampled_from([True, False, None])
+STEPS = st.sampled_from([0.0, 0.001, 0.01])
+
+
 @settings(max_examples=300, deadline=None, database=None)
 @given(data=st.data())
 def test_random_scripts_finish_every_item_once_with_its_own_outcome(data: st.DataObject) -> None:
@@ -1462,12 +1517,12 @@ def test_random_scripts_finish_every_item_once_with_its_own_outcome(data: st.Dat
     def outcome(task: Task) -> Outcome:
         nonlocal mischief
         # Mostly tiny items, so that chunking groups them; now and then a slow one.
-        seconds = data.draw(st.sampled_from([1e-6, 1e-6, 1e-6, 1e-3, 0.05]), label="seconds")
+        seconds = data.draw(TASK_SECONDS, label="seconds")
         if mischief <= 0:
             return flaky_report(task, seconds)
         mischief -= 1
         size = len(task)
-        kind = data.draw(st.sampled_from(["ok", "fail", "stop", "whole", "lost"]), label="kind")
+        kind = data.draw(TASK_KINDS, label="kind")
         if kind == "fail":
             return report(task, fail=data.draw(st.sets(st.integers(0, size - 1))), seconds=seconds)
         if kind == "stop":
@@ -1479,7 +1534,7 @@ def test_random_scripts_finish_every_item_once_with_its_own_outcome(data: st.Dat
             return error
         if kind == "lost":
             started = data.draw(st.none() | st.integers(0, size), label="started")
-            return lost(started, crashed=data.draw(st.sampled_from([True, False, None]), label="crashed"))
+            return lost(started, crashed=data.draw(CRASHED, label="crashed"))
         return flaky_report(task, seconds)
 
     def flaky_report(task: Task, seconds: float) -> Report:
@@ -1515,7 +1570,7 @@ def test_random_scripts_finish_every_item_once_with_its_own_outcome(data: st.Dat
         if driver.running and (must_finish or data.draw(st.booleans(), label="finish")):
             task = driver.running[data.draw(st.integers(0, len(driver.running) - 1), label="which")]
             driver.finish(task, outcome(task), clock.now)
-            clock.now += data.draw(st.sampled_from([0.0, 0.001, 0.01]), label="dt")
+            clock.now += data.draw(STEPS, label="dt")
         else:
             assert wake is not None, "nothing running, nothing to wait for, and not finished"
             assert wake > clock.now

@@ -282,7 +282,7 @@ def _run_blocked_items_into_timeout(directory: Path, timeout: float):
 @pytest.mark.timeout(120)
 def test_timeout_terminates_process_workers_running_timed_out_items(tmp_path: Path) -> None:
     assert parallel_map(_slowly, range(2), executor="process", workers=2) == [0, 1]  # warm pool
-    timeout = 3.0
+    timeout = 1.0  # the warm workers take items 0 and 1 within milliseconds
 
     result, elapsed = _run_blocked_items_into_timeout(tmp_path, timeout)
 
@@ -434,6 +434,11 @@ from pyarallel import parallel_map
 DIRECTORY = sys.argv[1]
 RELEASE = os.path.join(DIRECTORY, "release")  # a FIFO: readers wake as soon as a byte comes
 kill_may_proceed = threading.Event()
+WATCH_SECONDS = 1  # a live worker takes a queued item within ms (25 ms beside a CPU hog)
+# Longer than the main thread's watch below: were the call to return without waiting for
+# the kill, the kill would still be held while it watches. A call that waits for the kill
+# (as it must) is held this long, for nothing can set the event meanwhile.
+SLOW_KILL_SECONDS = WATCH_SECONDS + 1
 
 
 def slow_kill(frame, event, arg):
@@ -445,7 +450,7 @@ def slow_kill(frame, event, arg):
         and frame.f_code.co_filename.endswith(os.path.join("loky", "process_executor.py"))
     ):
         os.write(1, b"SLOW KILL\\n")
-        kill_may_proceed.wait(10)
+        kill_may_proceed.wait(SLOW_KILL_SECONDS)
 
 
 submitted = []
@@ -492,7 +497,7 @@ if __name__ == "__main__":
             os.write(fd, b"xx")
             os.close(fd)
         queued = [os.path.join(DIRECTORY, f"started-{i}") for i in (2, 3)]
-        deadline = time.monotonic() + 2  # a live worker takes a queued item within ms
+        deadline = time.monotonic() + WATCH_SECONDS
         while "--slow-kill" in sys.argv and time.monotonic() < deadline:
             if any(os.path.exists(path) for path in queued):
                 break

@@ -23,6 +23,7 @@ from workloads import (
     w10_quotas,
     w11_worker_restarts,
     w12_long_jobs,
+    w13_observing,
 )
 
 __all__ = ["REGISTRY", "get"]
@@ -42,6 +43,7 @@ REGISTRY: dict[str, Workload] = {
         w10_quotas,
         w11_worker_restarts,
         w12_long_jobs,
+        w13_observing,
     )
 }
 

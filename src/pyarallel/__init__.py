@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from pyarallel._options import RateLimit, Retry
     from pyarallel._plugins import PluginInfo, list_plugins, register_plugin, unregister_plugin
     from pyarallel._result import ItemResult, ParallelResult, RunStatus
+    from pyarallel._stats import RunStats
     from pyarallel._stopping import StopToken, stop_on_signals
     from pyarallel.hookspecs import hookimpl
 
@@ -89,6 +90,7 @@ _HOMES = {
     "ItemResult": "pyarallel._result",
     "ParallelResult": "pyarallel._result",
     "RunStatus": "pyarallel._result",
+    "RunStats": "pyarallel._stats",
     "hookimpl": "pyarallel.hookspecs",
 }
 
@@ -114,6 +116,7 @@ __all__ = [
     "RateLimitCostError",
     "RecordedFailure",
     "Retry",
+    "RunStats",
     "RunStatus",
     "SerializationError",
     "StopToken",

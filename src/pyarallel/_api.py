@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         ExecutorOption,
         KeyFunction,
         ProgressCallback,
+        ProgressOption,
         RateLimitOption,
         ResultCallback,
         RetryOption,
@@ -48,6 +49,7 @@ def parallel_map(
     sequential: bool = False,
     worker_init: Callable[[], object] | None = None,
     max_tasks_per_worker: int | None = None,
+    progress: ProgressOption = False,
 ) -> ParallelResult[R]:
     """Call ``fn(item)`` for every item in parallel and return the results in input order.
 
@@ -99,6 +101,7 @@ def parallel_starmap(
     sequential: bool = False,
     worker_init: Callable[[], object] | None = None,
     max_tasks_per_worker: int | None = None,
+    progress: ProgressOption = False,
 ) -> ParallelResult[R]:
     """Like :func:`parallel_map`, but calls ``fn(*item)`` for every item.
 
@@ -131,6 +134,7 @@ def parallel_iter(
     sequential: bool = False,
     worker_init: Callable[[], object] | None = None,
     max_tasks_per_worker: int | None = None,
+    progress: ProgressOption = False,
 ) -> Generator[ItemResult[R], None, None]:
     """Call ``fn(item)`` for every item in parallel, yielding an ``ItemResult`` for each
     as it completes (completion order, not input order). Nothing is accumulated.

@@ -12,7 +12,14 @@ from pyarallel._options import ProgressCallback
 from pyarallel._plan import ASYNC_MAP, ASYNC_STREAM, RunOptions, RunPlan, make_plan
 
 if TYPE_CHECKING:
-    from pyarallel._options import CheckpointOption, KeyFunction, RateLimitOption, ResultCallback, RetryOption
+    from pyarallel._options import (
+        CheckpointOption,
+        KeyFunction,
+        ProgressOption,
+        RateLimitOption,
+        ResultCallback,
+        RetryOption,
+    )
     from pyarallel._stopping import StopToken
 from pyarallel._result import ParallelResult, ResultCollector
 
@@ -43,6 +50,7 @@ async def async_parallel_map(
     checkpoint: CheckpointOption = None,
     checkpoint_key: KeyFunction | None = None,
     on_result: ResultCallback | None = None,
+    progress: ProgressOption = False,
 ) -> ParallelResult[R]:
     """Await ``fn(item)`` for every item, at most ``concurrency`` at once, and return the
     results in input order.
@@ -81,6 +89,7 @@ async def async_parallel_starmap(
     checkpoint: CheckpointOption = None,
     checkpoint_key: KeyFunction | None = None,
     on_result: ResultCallback | None = None,
+    progress: ProgressOption = False,
 ) -> ParallelResult[R]:
     """Like :func:`async_parallel_map`, but awaits ``fn(*item)`` for every item."""
     options = RunOptions.for_call(ASYNC_MAP, locals())
@@ -103,6 +112,7 @@ def async_parallel_iter(
     checkpoint_key: KeyFunction | None = None,
     on_result: ResultCallback | None = None,
     ordered: bool = False,
+    progress: ProgressOption = False,
 ) -> AsyncResultStream[R]:
     """An async stream of ``ItemResult`` in completion order; nothing is accumulated.
 

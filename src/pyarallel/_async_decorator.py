@@ -38,7 +38,14 @@ from pyarallel._plan import (
 from pyarallel._result import ParallelResult
 
 if TYPE_CHECKING:
-    from pyarallel._options import CheckpointOption, KeyFunction, RateLimitOption, ResultCallback, RetryOption
+    from pyarallel._options import (
+        CheckpointOption,
+        KeyFunction,
+        ProgressOption,
+        RateLimitOption,
+        ResultCallback,
+        RetryOption,
+    )
     from pyarallel._stopping import StopToken
 
 __all__ = ["AsyncParallelClassMethod", "AsyncParallelFunction", "async_parallel"]
@@ -181,6 +188,7 @@ def async_parallel(
     checkpoint: CheckpointOption = None,
     checkpoint_key: KeyFunction | None = None,
     on_result: ResultCallback | None = None,
+    progress: ProgressOption = False,
 ) -> _AsyncDecorator: ...
 def async_parallel(
     fn: Callable[P, Coroutine[Any, Any, R]] | None = None,
@@ -198,6 +206,7 @@ def async_parallel(
     checkpoint: CheckpointOption = None,
     checkpoint_key: KeyFunction | None = None,
     on_result: ResultCallback | None = None,
+    progress: ProgressOption = False,
 ) -> Any:
     """Decorate an ``async def`` function so that it keeps working as itself and gains
     ``.map``, ``.starmap`` (both awaitable) and ``.stream`` (an async iterator); the options

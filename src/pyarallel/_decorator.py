@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         CheckpointOption,
         ExecutorOption,
         KeyFunction,
+        ProgressOption,
         RateLimitOption,
         ResultCallback,
         RetryOption,
@@ -190,6 +191,7 @@ def parallel(
     sequential: bool = False,
     worker_init: Callable[[], object] | None = None,
     max_tasks_per_worker: int | None = None,
+    progress: ProgressOption = False,
 ) -> _Decorator: ...
 def parallel(
     fn: Callable[P, R] | None = None,
@@ -211,6 +213,7 @@ def parallel(
     sequential: bool = False,
     worker_init: Callable[[], object] | None = None,
     max_tasks_per_worker: int | None = None,
+    progress: ProgressOption = False,
 ) -> Any:
     """Decorate a function so that it keeps working as itself and gains ``.map``,
     ``.starmap`` and ``.stream``; the options given here are their defaults.

@@ -432,6 +432,35 @@ def _exception_types(on: object) -> tuple[type[BaseException], ...] | None:
     return kinds
 
 
+def check_progress(progress: object) -> None:
+    """Refuse a ``progress=`` value that draws no bar, before any work starts:
+    ``TypeError`` for a value of the wrong kind, ``ModuleNotFoundError`` for ``True``
+    without tqdm installed."""
+    if progress is None or progress is False:
+        return
+    if progress is True:
+        try:
+            import tqdm  # noqa: F401
+        except ImportError as error:
+            raise ModuleNotFoundError(
+                "progress=True draws its bar with tqdm, which is not installed: "
+                "pip install 'pyarallel[progress]' (or pip install tqdm)",
+                name="tqdm",
+            ) from error
+        return
+    if is_progress_bar(progress) or callable(progress):
+        return
+    raise TypeError(
+        "progress must be True, False, a tqdm-compatible bar (with update() and close()) or a "
+        f"factory called as factory(total=..., desc=...) that returns one; got {progress!r}"
+    )
+
+
+def is_progress_bar(value: object) -> bool:
+    """True for a tqdm-compatible bar: an object with ``update()`` and ``close()``."""
+    return callable(getattr(value, "update", None)) and callable(getattr(value, "close", None))
+
+
 ProgressCallback = Callable[[int, int], object]
 """``on_progress(done, total)``; its return value is ignored."""
 
@@ -445,6 +474,7 @@ if TYPE_CHECKING:
     from os import PathLike
     from typing import TypeAlias
 
+    from pyarallel._builtin.progress_bar import ProgressBar
     from pyarallel._checkpoint import Checkpoint
     from pyarallel.contracts import CheckpointStore, RateLimiter, RateLimitSpec, RetryPolicy, RetrySpec
 
@@ -456,3 +486,5 @@ if TYPE_CHECKING:
     RetryOption: TypeAlias = Retry | RetryPolicy | RetrySpec | None
     # What ``checkpoint=`` accepts: a path, a ``Checkpoint``, or a store object.
     CheckpointOption: TypeAlias = str | PathLike[str] | Checkpoint | CheckpointStore | None
+    # What ``progress=`` accepts: True (a tqdm bar), a bar, or a factory (see ``ProgressBar``).
+    ProgressOption: TypeAlias = bool | ProgressBar | Callable[..., ProgressBar] | None

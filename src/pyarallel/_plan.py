@@ -20,6 +20,7 @@ from pyarallel._options import (
     check_iterable,
     check_optional_callable,
     check_positive_number,
+    check_progress,
     check_sync_function,
     check_timeout,
 )
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
         CheckpointOption,
         ExecutorOption,
         KeyFunction,
+        ProgressOption,
         RateLimitOption,
         ResultCallback,
         RetryOption,
@@ -84,6 +86,7 @@ class RunOptionOverrides(TypedDict, total=False):
     sequential: bool
     worker_init: Callable[[], object] | None
     max_tasks_per_worker: int | None
+    progress: ProgressOption
 
 
 class StreamOptionOverrides(TypedDict, total=False):
@@ -104,6 +107,7 @@ class StreamOptionOverrides(TypedDict, total=False):
     sequential: bool
     worker_init: Callable[[], object] | None
     max_tasks_per_worker: int | None
+    progress: ProgressOption
 
 
 class AsyncRunOptionOverrides(TypedDict, total=False):
@@ -121,6 +125,7 @@ class AsyncRunOptionOverrides(TypedDict, total=False):
     checkpoint: CheckpointOption
     checkpoint_key: KeyFunction | None
     on_result: ResultCallback | None
+    progress: ProgressOption
 
 
 class AsyncStreamOptionOverrides(TypedDict, total=False):
@@ -137,6 +142,7 @@ class AsyncStreamOptionOverrides(TypedDict, total=False):
     checkpoint_key: KeyFunction | None
     on_result: ResultCallback | None
     ordered: bool
+    progress: ProgressOption
 
 
 # Every option, in the one place it is defined: the ``RunOptions`` field it is kept in,
@@ -166,6 +172,7 @@ OPTION_TABLE: dict[str, tuple[str, object, tuple[str, ...]]] = {
     "sequential": ("sequential", False, (MAP, STREAM)),
     "worker_init": ("worker_init", None, (MAP, STREAM)),
     "max_tasks_per_worker": ("max_tasks_per_worker", None, (MAP, STREAM)),
+    "progress": ("progress", False, _EVERY),
 }
 FORM_OPTIONS: dict[str, tuple[str, ...]] = {
     form: tuple(name for name, (_, _, forms) in OPTION_TABLE.items() if form in forms) for form in _EVERY
@@ -192,6 +199,7 @@ class RunOptions:
         "on_progress",
         "on_result",
         "ordered",
+        "progress",
         "rate_limit",
         "retry",
         "sequential",
@@ -227,6 +235,7 @@ class RunOptions:
         sequential: bool
         worker_init: Callable[[], object] | None
         max_tasks_per_worker: int | None
+        progress: ProgressOption
 
     @classmethod
     def for_call(cls, form: str, arguments: Mapping[str, Any]) -> RunOptions:
@@ -364,6 +373,10 @@ class RunPlan:
                 "timeout": options.timeout,
                 "batch_size": options.batch_size,
                 "star": self.star,
+                "progress": options.progress,
+                "max_errors": options.max_errors,
+                "task_timeout": options.task_timeout,
+                "checkpoint": options.checkpoint,
             },
         )
 
@@ -559,7 +572,8 @@ INLINE_EXECUTOR = "inline"  # what ``sequential=True`` runs on (``_builtin.inlin
 
 def _check_long_job_options(options: RunOptions) -> None:
     """Check the options of long jobs: ``max_errors``, ``stop``, ``checkpoint_key``,
-    ``on_result``, ``ordered``, ``sequential``, ``worker_init``, ``max_tasks_per_worker``."""
+    ``on_result``, ``ordered``, ``sequential``, ``worker_init``, ``max_tasks_per_worker``,
+    ``progress``."""
     check_count("max_errors", options.max_errors)
     if options.stop is not None:
         from pyarallel._stopping import StopToken
@@ -578,6 +592,7 @@ def _check_long_job_options(options: RunOptions) -> None:
             raise TypeError(f"{name} must be True or False; got {getattr(options, name)!r}")
     check_optional_callable("worker_init", options.worker_init)
     check_count("max_tasks_per_worker", options.max_tasks_per_worker)
+    check_progress(options.progress)
 
 
 def _resolve_checkpoint(checkpoint: object) -> CheckpointStore | None:

@@ -48,6 +48,8 @@ BUILTIN_PLUGINS = (
     "pyarallel._builtin.exponential_retry",
     "pyarallel._builtin.passthrough",
     "pyarallel._builtin.sqlite_checkpoint",
+    "pyarallel._builtin.progress_bar",
+    "pyarallel._builtin.run_logging",
 )
 
 

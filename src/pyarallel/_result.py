@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Sequence
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from pyarallel._errors import IncompleteRunError
+
+if TYPE_CHECKING:
+    from pyarallel._stats import RunStats
 
 __all__ = [
     "ItemResult",
@@ -21,6 +24,7 @@ __all__ = [
 R = TypeVar("R")
 
 _REPR_MAX_VALUES = 10
+_HTML_MAX_FAILURES = 5
 _NO_VALUE: Any = object()  # ItemResult's value when none is given (None is a valid value)
 
 
@@ -275,9 +279,12 @@ class ParallelResult(Sequence[R]):
     the run did not complete (even if every item read succeeded). Its message says how
     many of how many items failed and, for an incomplete run, how it ended and how many
     items were read and finished.
+
+    ``stats`` summarises what the run did (``print(result.stats)``); in Jupyter a result
+    shows as that summary (``_repr_html_``).
     """
 
-    __slots__ = ("_errors", "_expected", "_finished", "_read", "_status", "_values")
+    __slots__ = ("_errors", "_expected", "_finished", "_read", "_stats", "_status", "_values")
 
     def __init__(
         self,
@@ -295,6 +302,7 @@ class ParallelResult(Sequence[R]):
         self._status = RunStatus(status)
         self._read = self._finished = len(ordered)
         self._expected: int | None = None
+        self._stats: RunStats | None = None
 
     @classmethod
     def _from_parts(  # noqa: PLR0917 - internal, called from one place
@@ -317,7 +325,40 @@ class ParallelResult(Sequence[R]):
         result._read = len(values) if read is None else read
         result._finished = len(values) if finished is None else finished
         result._expected = expected
+        result._stats = None
         return result
+
+    @property
+    def stats(self) -> RunStats:
+        """What the run did: wall time, items and calls per second, retries, failures by
+        exception type, the slowest items, time spent waiting for the rate limiter (see
+        :class:`~pyarallel.RunStats`). A result built by hand from ``ItemResult`` objects
+        has only its counts and failures."""
+        if self._stats is None:
+            from pyarallel._stats import RunStats
+
+            failures: dict[str, int] = {}
+            for error in self._errors.values():
+                failures[type(error).__name__] = failures.get(type(error).__name__, 0) + 1
+            by_type = sorted(failures.items(), key=lambda entry: (-entry[1], entry[0]))
+            failed = len(self._errors)
+            self._stats = RunStats(
+                "?", self._status.value, 0.0, self._finished - failed, failed, failures_by_type=by_type
+            )
+        return self._stats
+
+    def _repr_html_(self) -> str:
+        """A compact HTML summary, for Jupyter: the statistics and the first failures."""
+        import html
+
+        failures = self.failures()[:_HTML_MAX_FAILURES]
+        rows = "".join(
+            f"<li>#{index}: {html.escape(type(error).__name__)}: {html.escape(str(error))}</li>"
+            for index, error in failures
+        )
+        more = len(self._errors) - len(failures)
+        listed = f"<ul>{rows}{f'<li>... {more} more</li>' if more else ''}</ul>" if rows else ""
+        return f"<div><code>{html.escape(repr(self))}</code>{self.stats._repr_html_()}{listed}</div>"
 
     @property
     def status(self) -> RunStatus:

@@ -1,12 +1,12 @@
 """What every driver of a run shares: the schedule, the clock's deadline, progress,
 ``on_result`` and observer calls, the checkpoint, stopping (``max_errors``, ``stop=``) and
-the end-of-run summary. A driver (sync or async) adds only the waiting and the way tasks
+the end-of-run summary and statistics. A driver (sync or async) adds only the waiting and the way tasks
 execute."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from pyarallel._observers import Observers
@@ -20,9 +20,10 @@ from pyarallel._result import (
     Successes,
     item_results,
 )
-from pyarallel._scheduling import Event, RetryEvent, Schedule
+from pyarallel._scheduling import Event, LostEvent, RetryEvent, Schedule, WaitEvent
 from pyarallel._scheduling.schedule import ABORTED, CANCELLED
-from pyarallel.contracts import NO_CAPABILITIES, Capabilities, RunInfo, RunSummary
+from pyarallel._stats import RunStats, StatsCollector
+from pyarallel.contracts import NO_CAPABILITIES, Capabilities, FinishedItems, RunInfo, RunSummary
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,12 +77,14 @@ class Run:
             max_task_items=options.max_tasks_per_worker,
         )
         self.info: RunInfo = plan.describe(executor, capacity)
-        self._observers = Observers()
         self._on_progress = options.on_progress
         self._on_result = options.on_result
         self._reported_total: int | None = None  # the total last given to on_progress
+        self._stats = StatsCollector()
+        self.stats: RunStats | None = None  # set when the run ends
         try:
-            self._observers.run_start(self.info)
+            self._observers = Observers(self.info, [self._stats])
+            self._observers.start(self.info)
         except BaseException:
             self.close_checkpoint()
             raise
@@ -143,7 +146,13 @@ class Run:
             events = [*events, *schedule.close_admission(ABORTED)]
         if not events:
             return []
-        results: list[Settled] = [event for event in events if type(event) is not RetryEvent]  # type: ignore[misc]
+        results: list[Settled] = [
+            event for event in events if type(event) is Successes or type(event) is ItemResult
+        ]
+        if len(results) != len(events):
+            self._notify(events)
+        if not results:
+            return results
         if self._recorder is not None:
             self._recorder.record(results)
         if self._on_result is not None:
@@ -151,29 +160,49 @@ class Run:
             for result in results:
                 for item_result in item_results(result):
                     on_result(item_result)
-        observers, on_progress = self._observers, self._on_progress
-        if not observers.watch_items and on_progress is None:
-            return results
-        total = self._reported_total = schedule.total if schedule.total is not None else schedule.seen
-        # The schedule has counted the whole task already; report one item at a time.
-        done = schedule.done - sum(len(result) if type(result) is Successes else 1 for result in results)
-        for event in events:
-            if on_progress is not None and not observers.watch_items:  # no ItemResult is needed
-                if not isinstance(event, RetryEvent):
-                    for _ in range(len(event) if isinstance(event, Successes) else 1):
-                        done += 1
-                        on_progress(done, total)
-                continue
-            item_events: Sequence[ItemResult[Any] | RetryEvent] = (
-                (event,) if isinstance(event, RetryEvent) else item_results(event)
-            )
-            for item_event in item_events:
-                if isinstance(item_event, ItemResult):
-                    done += 1
-                observers.item_event(self.info, item_event, done, schedule.seen)
-                if on_progress is not None and isinstance(item_event, ItemResult):
-                    on_progress(done, total)
+        succeeded = failed = 0
+        for result in results:
+            if type(result) is Successes:
+                succeeded += len(result)
+            elif result.ok:  # type: ignore[union-attr]
+                succeeded += 1
+            else:
+                failed += 1
+        observers, info = self._observers, self.info
+        observers.finished(info, FinishedItems(results, succeeded, failed), schedule.done, schedule.seen)
+        if observers.item_result or self._on_progress is not None:
+            self._report_each(results, schedule.done - succeeded - failed)
         return results
+
+    def _notify(self, events: list[Event]) -> None:
+        """Tell observers of the retries, lost workers and waits among ``events``."""
+        observers, info = self._observers, self.info
+        for event in events:
+            if type(event) is RetryEvent:
+                observers.retry(info, event.index, event.attempt, event.error, event.delay)
+            elif type(event) is LostEvent:
+                observers.lost(info, event.indexes, event.error)
+            elif type(event) is WaitEvent:
+                observers.waited(info, event.reason, event.seconds)
+
+    def _report_each(self, results: list[Settled], done: int) -> None:
+        """Report ``results`` one item at a time to ``on_progress`` and the observers that
+        want every ``ItemResult``; ``done`` items had finished before them."""
+        schedule, on_progress, observers, info = self.schedule, self._on_progress, self._observers, self.info
+        total = self._reported_total = schedule.total if schedule.total is not None else schedule.seen
+        if not observers.item_result:  # only on_progress: no ItemResult is needed
+            assert on_progress is not None
+            for result in results:
+                for _ in range(len(result) if type(result) is Successes else 1):
+                    done += 1
+                    on_progress(done, total)
+            return
+        for result in results:
+            for item_result in item_results(result):
+                done += 1
+                observers.result(info, item_result, done, schedule.seen)
+                if on_progress is not None:
+                    on_progress(done, total)
 
     def finish(self) -> None:
         """The schedule has finished: when the input turned out to hold a different number
@@ -198,7 +227,12 @@ class Run:
         return RunStatus.SIZE_MISMATCH if schedule.size_mismatch else RunStatus.COMPLETED
 
     def result(self, collector: ResultCollector[Any]) -> ParallelResult[Any]:
-        """The ``ParallelResult`` of the finished run, from what ``collector`` gathered."""
+        """The ``ParallelResult`` of the ended run, from what ``collector`` gathered."""
+        result = self._collected(collector)
+        result._stats = self.stats
+        return result
+
+    def _collected(self, collector: ResultCollector[Any]) -> ParallelResult[Any]:
         schedule = self.schedule
         if schedule.expired:
             return collector.result(self.status, schedule.read_at_expiry, schedule.done_at_expiry)
@@ -222,20 +256,33 @@ class Run:
             recorder.close()
 
     def end(self, outcome: str, error: BaseException | None = None) -> None:
-        """Close the checkpoint and tell observers how the run ended."""
+        """Close the checkpoint, gather the run's statistics and tell observers how the
+        run ended."""
         self.close_checkpoint()
         schedule = self.schedule
-        self._observers.run_end(
+        now = time.monotonic()
+        seconds = now - self.started
+        wait = schedule.end_wait(now)
+        if wait is not None:
+            self._observers.waited(self.info, wait.reason, wait.seconds)
+        self.stats = self._stats.stats(
             self.info,
-            RunSummary(
-                outcome=outcome,
-                succeeded=schedule.succeeded,
-                failed=schedule.done - schedule.succeeded,
-                retries=schedule.retries,
-                seconds=time.monotonic() - self.started,
-                error=error,
-            ),
+            outcome=outcome,
+            seconds=seconds,
+            calls=schedule.calls,
+            retries=schedule.retries,
+            restored=schedule.restored,
         )
+        summary = RunSummary(
+            outcome=outcome,
+            succeeded=schedule.succeeded,
+            failed=schedule.done - schedule.succeeded,
+            retries=schedule.retries,
+            seconds=seconds,
+            error=error,
+            stats=self.stats,
+        )
+        self._observers.end(self.info, summary)
 
 
 def _nothing() -> None:

@@ -4,7 +4,8 @@ A plugin's factory hook (see :mod:`pyarallel.hookspecs`) returns one of these:
 
 - a :class:`Backend` runs tasks (threads, processes, a cluster...);
 - a :class:`RateLimiter` paces the start of every attempt;
-- a :class:`RetryPolicy` decides whether and when a failed item is tried again.
+- a :class:`RetryPolicy` decides whether and when a failed item is tried again;
+- a :class:`RunObserver` watches one run (a progress bar, a log, statistics).
 
 Users may also pass a :class:`RateLimiter` or :class:`RetryPolicy` object, or a plugin's
 :class:`RateLimitSpec` or :class:`RetrySpec`, straight to ``rate_limit=`` and ``retry=``.
@@ -20,8 +21,13 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from pyarallel._errors import TaskLostError
-from pyarallel._result import ItemResult, RunStatus
+from pyarallel._result import ItemResult, RunStatus, Settled, Successes
 from pyarallel._values import FrozenValue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from pyarallel._stats import RunStats
 
 __all__ = [
     "MAX_TASK_LOSSES",
@@ -33,6 +39,7 @@ __all__ = [
     "CheckpointState",
     "CheckpointStore",
     "FailedAttempt",
+    "FinishedItems",
     "RateLimitSpec",
     "RateLimiter",
     "Reservation",
@@ -40,6 +47,7 @@ __all__ = [
     "RetryPolicy",
     "RetrySpec",
     "RunInfo",
+    "RunObserver",
     "RunSummary",
     "TaskLostError",
 ]
@@ -516,7 +524,8 @@ class RunInfo(FrozenValue):
     name; ``executor`` the backend's name (``"thread"``, ``"process"``, ``"asyncio"``...);
     ``workers`` how many tasks run at once. ``total`` is the number of input items when
     known up front, else ``None``. ``options`` holds the remaining options as given
-    (``rate_limit``, ``retry``, ``timeout``, ``batch_size``, ``star``).
+    (``rate_limit``, ``retry``, ``timeout``, ``batch_size``, ``star``, ``progress``,
+    ``max_errors``, ``task_timeout``, ``checkpoint``).
     """
 
     __slots__ = ("executor", "function", "options", "run_id", "total", "workers")
@@ -564,11 +573,13 @@ class RunSummary(FrozenValue):
     ``"interrupted"`` (Ctrl-C, cancellation or a stream closed early) or ``"error"`` (an
     exception escaped, e.g. from a progress callback). ``succeeded`` and ``failed`` count
     the items finished each way, ``retries`` the attempts that were retried, ``seconds``
-    the run's wall-clock time. ``error`` is the exception that escaped, if any.
+    the run's wall-clock time. ``error`` is the exception that escaped, if any. ``stats``
+    is the run's :class:`~pyarallel.RunStats` (what ``ParallelResult.stats`` holds; a
+    stream's, at its end).
     """
 
-    __slots__ = ("error", "failed", "outcome", "retries", "seconds", "succeeded")
-    __match_args__ = ("outcome", "succeeded", "failed", "retries", "seconds", "error")
+    __slots__ = ("error", "failed", "outcome", "retries", "seconds", "stats", "succeeded")
+    __match_args__ = ("outcome", "succeeded", "failed", "retries", "seconds", "error", "stats")
     if TYPE_CHECKING:  # read-only to type checkers, as they are at run time
 
         @property
@@ -583,6 +594,8 @@ class RunSummary(FrozenValue):
         def seconds(self) -> float: ...
         @property
         def error(self) -> BaseException | None: ...
+        @property
+        def stats(self) -> RunStats | None: ...
 
     def __init__(  # noqa: PLR0917
         self,
@@ -592,6 +605,7 @@ class RunSummary(FrozenValue):
         retries: int,
         seconds: float,
         error: BaseException | None = None,
+        stats: RunStats | None = None,
     ) -> None:
         self._set("outcome", outcome)
         self._set("succeeded", succeeded)
@@ -599,6 +613,7 @@ class RunSummary(FrozenValue):
         self._set("retries", retries)
         self._set("seconds", seconds)
         self._set("error", error)
+        self._set("stats", stats)
 
     @property
     def status(self) -> RunStatus | None:
@@ -696,3 +711,116 @@ class CheckpointStore(Protocol):
     def close(self) -> None:
         """The run has ended: make every record durable and release the store."""
         ...
+
+
+class FinishedItems:
+    """Items that reached their final result together (one task's, or those ended at
+    once by a timeout or a stop), as :meth:`RunObserver.items_finished` receives them.
+
+    Counting them is free, whatever their number (``len``, ``succeeded``, ``failed``);
+    iterating makes an :class:`~pyarallel.ItemResult` per item, in the order they were
+    reported, so an observer that only counts never pays for that. Valid only during the
+    call it is passed to.
+    """
+
+    __slots__ = ("_settled", "failed", "succeeded")
+
+    def __init__(self, settled: Sequence[Settled], succeeded: int, failed: int) -> None:
+        self._settled = settled
+        self.succeeded = succeeded
+        """How many of these items succeeded."""
+        self.failed = failed
+        """How many of these items failed."""
+
+    def __len__(self) -> int:
+        return self.succeeded + self.failed
+
+    def __iter__(self) -> Iterator[ItemResult[Any]]:
+        for settled in self._settled:
+            if type(settled) is Successes:
+                yield from settled.results()
+            else:
+                yield settled  # type: ignore[misc]
+
+    def failures(self) -> list[ItemResult[Any]]:
+        """The failed items' results (cheap: failures are reported one by one)."""
+        if not self.failed:
+            return []
+        return [settled for settled in self._settled if isinstance(settled, ItemResult) and not settled.ok]
+
+    def slowest(self, count: int) -> list[tuple[int, float]]:
+        """Up to ``count`` of these items that took longest, as ``(index, seconds)``,
+        longest first (items grouped in one task share its time equally)."""
+        candidates: list[tuple[int, float]] = []
+        for settled in self._settled:
+            if type(settled) is Successes:
+                first, seconds = settled.start, settled.seconds
+                candidates.extend(
+                    (index, seconds) for index in range(first, first + min(count, len(settled)))
+                )
+            else:
+                candidates.append((settled.index, settled.duration))  # type: ignore[union-attr]
+        candidates.sort(key=_by_seconds_descending)
+        return candidates[:count]
+
+    def __repr__(self) -> str:
+        return f"FinishedItems({self.succeeded} succeeded, {self.failed} failed)"
+
+
+def _by_seconds_descending(entry: tuple[int, float]) -> tuple[float, int]:
+    return (-entry[1], entry[0])
+
+
+class RunObserver:
+    """Watches one run: what :func:`~pyarallel.hookspecs.pyarallel_run_observers` returns
+    for the runs it wants to watch (a progress bar, a log, statistics, a metrics
+    exporter). Subclass it and override the methods you need; the others do nothing, and
+    pyarallel never calls a method a subclass leaves alone, so an observer that does not
+    override :meth:`item_result` costs nothing per item.
+
+    Every method is called in the thread driving the run (the one that called
+    ``parallel_map`` or iterates the stream; for the async API, the event loop's thread),
+    and the run waits for it: return quickly. An observer is asked for at the run's start
+    and is told only of that run, never of another run in the same process. An exception
+    from a method propagates to the user's call like one from an observer hook (see
+    :mod:`pyarallel.hookspecs`), except that :meth:`run_end` is called on every observer
+    of the run before the first exception it raised propagates.
+
+    ``run`` is the run's :class:`RunInfo`, the same object in every call.
+    """
+
+    def run_start(self, run: RunInfo) -> None:
+        """The run is about to take its first item; as ``pyarallel_run_start``."""
+
+    def item_retry(self, run: RunInfo, index: int, attempt: int, error: BaseException, delay: float) -> None:
+        """Attempt ``attempt`` (from 1) of item ``index`` failed with ``error`` and the
+        item runs again after ``delay`` seconds; as ``pyarallel_item_retry``."""
+
+    def items_finished(self, run: RunInfo, finished: FinishedItems, done: int, seen: int) -> None:
+        """``finished`` items reached their final result; ``done`` items have finished so
+        far, counting these, and ``seen`` have been taken from the input (``run.total`` is
+        the final total when known). Called once per task finished (or items ended
+        together), so it suits counting: a progress bar, statistics."""
+
+    def item_result(self, run: RunInfo, result: ItemResult[Any], done: int, seen: int) -> None:
+        """One item reached its final result; as ``pyarallel_item_result``. Overriding it
+        makes an ``ItemResult`` per item: prefer :meth:`items_finished` on a hot path.
+        Called after :meth:`items_finished` for the same items."""
+
+    def task_lost(self, run: RunInfo, indexes: Sequence[int], error: TaskLostError) -> None:
+        """The worker running items ``indexes`` went away: it crashed (``error.crashed``),
+        or the backend stopped it because an item overran ``task_timeout``
+        (``error.overdue``). The run recovers on its own: the item that crashed fails,
+        items that may have crashed it run again alone, the others run again on a fresh
+        worker (:meth:`items_finished` and :meth:`item_retry` tell what became of each)."""
+
+    def run_waiting(self, run: RunInfo, reason: str, seconds: float) -> None:
+        """The run's starts were held back for ``seconds`` while a worker was free:
+        ``reason`` is ``"rate_limit"`` (told when the wait for the rate limiter ends) or
+        ``"pause"`` (a retry decision paused the run, e.g. on a ``Retry-After``; told when
+        decided, with the seconds it adds to any pause under way). A pause asked of a
+        shared ``Limiter`` is that limiter's, and shows as ``"rate_limit"`` waits."""
+
+    def run_end(self, run: RunInfo, summary: RunSummary) -> None:
+        """The run ended, however it did; as ``pyarallel_run_end``. ``summary.stats`` holds
+        its statistics."""

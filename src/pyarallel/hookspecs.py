@@ -47,8 +47,14 @@ lists is refused with ``ValueError`` while the options are validated, before any
 starts, with a message listing the known names; ``pyarallel_executor`` is then never
 asked for it.
 
+**Per-run observers.** ``pyarallel_run_observers`` is asked once as each run starts and
+returns the :class:`~pyarallel.contracts.RunObserver` objects that watch that run alone
+(pyarallel's progress bar, its log and its statistics are such observers): they hear of
+everything the observer hooks below hear of, plus lost workers and waits, in batches
+cheap enough for any run, and they never see another run in the same process.
+
 **Observer hooks** (``pyarallel_run_start``, ``pyarallel_item_retry``,
-``pyarallel_item_result``, ``pyarallel_run_end``) are told what happens; every
+``pyarallel_item_result``, ``pyarallel_run_end``) are told what happens to every run; every
 implementation is called and return values are ignored. They are called in the thread
 driving the run (the one that called ``parallel_map`` or iterates ``parallel_iter``; for
 the async API, the event loop's thread), and the run waits for them: return quickly. They
@@ -83,6 +89,7 @@ from pyarallel.contracts import (
     RateLimiter,
     RetryPolicy,
     RunInfo,
+    RunObserver,
     RunSummary,
 )
 
@@ -219,6 +226,27 @@ def pyarallel_shutdown() -> None:
 
 
 # -- observers ---------------------------------------------------------------------------
+
+
+@hookspec
+def pyarallel_run_observers(run: RunInfo) -> RunObserver | Sequence[RunObserver] | None:
+    """The observers that watch ``run``, and only it.
+
+    :param run: Describes the run (its ``options`` hold ``progress`` and the other options
+        as given); the same object every observer of the run receives.
+    :return: A :class:`~pyarallel.contracts.RunObserver`, a sequence of them, or ``None``
+        for a run you do not watch. Anything else is refused with ``TypeError``.
+
+    When: once per run, as it starts, before any observer's ``run_start`` and before
+    ``pyarallel_run_start`` (this is not a ``firstresult`` hook: every answer is used, the
+    observers of later-registered plugins first, pyarallel's own statistics before all).
+    Thread: the thread driving the run (for the async API, the event loop's). If an
+    implementation raises, the exception propagates to the user's call and the run does
+    not start. A plugin answers for the runs it is asked to watch (``progress=`` is read
+    by pyarallel's built-in progress plugin from ``run.options["progress"]``), or for every
+    run (a metrics exporter): observers cost nothing per item unless they override
+    ``item_result``.
+    """
 
 
 @hookspec

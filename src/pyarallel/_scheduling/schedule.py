@@ -41,7 +41,7 @@ from pyarallel._result import ItemResult, Successes
 from pyarallel._scheduling.backoff import Backoff
 from pyarallel._scheduling.chunk_sizer import ChunkSizer
 from pyarallel._scheduling.deadlines import Deadlines
-from pyarallel._scheduling.events import Event, RetryEvent
+from pyarallel._scheduling.events import Event, LostEvent, RetryEvent, WaitEvent
 from pyarallel._scheduling.input_window import InputWindow
 from pyarallel._scheduling.items import Item, Task
 from pyarallel._scheduling.lanes import LOOKAHEAD, Lanes
@@ -145,6 +145,7 @@ class Schedule:
         self._clock = clock
         self._lanes = Lanes(limiter, clock) if limiter is not None else None
         self._token_due: float | None = None  # when the rate limiter may grant the next start
+        self._held_since: float | None = None  # a free worker has waited for the limiter since
         self._events: list[Event] = []  # items that failed while being started (see take_events)
         self._retry = retry
         self._paused_until: float | None = None  # a retry decision paused the run until then
@@ -156,6 +157,7 @@ class Schedule:
         self.succeeded = 0
         self.retries = 0
         self.calls = 0  # attempts started
+        self.restored = 0  # items answered from a checkpoint
         self.expired = False  # set by expire()
         self.read_at_expiry: int | None = None  # items read and finished when it expired
         self.done_at_expiry: int | None = None
@@ -256,6 +258,12 @@ class Schedule:
         """When the rate limiter will grant the next call, if an item is waiting for it."""
         return self._token_due
 
+    def end_wait(self, now: float) -> WaitEvent | None:
+        """The wait for the rate limiter still under way as the run ends, if any (see
+        ``WaitEvent``); ended by this call."""
+        since, self._held_since = self._held_since, None
+        return None if since is None else WaitEvent("rate_limit", now - since)
+
     @property
     def has_events(self) -> bool:
         """True when items have ended outside ``finish_task`` (see ``take_events``)."""
@@ -337,7 +345,12 @@ class Schedule:
                 item = lanes.take(now)  # a new key may have budget
             if item is None:
                 self._token_due = lanes.due
+                if self._held_since is None:
+                    self._held_since = now
                 return
+            if self._held_since is not None:
+                self._events.append(WaitEvent("rate_limit", now - self._held_since))
+                self._held_since = None
             task = Task.of([item])
             self._start(task, now)
             yield task
@@ -401,6 +414,7 @@ class Schedule:
 
     def _restored(self, result: ItemResult[Any]) -> None:
         """An item finished by an earlier run: its stored result is its final one."""
+        self.restored += 1
         self._input.finished(1)
         self.done += 1
         if result.ok:
@@ -636,10 +650,11 @@ class Schedule:
     def _lose(self, task: Task, lost: TaskLostError, now: float) -> list[Event]:
         """The worker running ``task`` went away (see ``TaskLostError``): the item that
         crashed it fails, suspects wait to run alone, the rest run again, uncounted."""
+        notice = LostEvent(tuple(task.indices()), lost)
         if lost.overdue and lost.started:
-            return self._lose_overdue(task, lost, now)
+            return [notice, *self._lose_overdue(task, lost, now)]
         items = self._quarantine.sort(task, lost)
-        events: list[Event] = []
+        events: list[Event] = [notice]
         if items.crashed is not None:
             error = _crash_error(items.crashed, lost, alone=task.isolated and not lost.crashed)
             events.append(self._settle(items.crashed, False, error, now))
@@ -796,7 +811,10 @@ class Schedule:
             if decision.throttled:
                 reservation.throttled(decision.delay if decision.pause else None)
         elif decision.pause:
-            self._paused_until = max(self._paused_until or now, now + decision.delay)
+            paused_until = max(self._paused_until or now, now)
+            if now + decision.delay > paused_until:
+                self._events.append(WaitEvent("pause", now + decision.delay - paused_until))
+                self._paused_until = now + decision.delay
 
     def _give_back(self, items: list[Item]) -> None:
         """Return ``items``, unstarted (the attempt uncounted), to the front of READY;
