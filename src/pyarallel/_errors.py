@@ -85,8 +85,10 @@ class RateLimitCostError(ItemError):
 
 
 class TaskTimeoutError(ItemError, TimeoutError):
-    """One attempt of an async item ran longer than ``task_timeout``; its coroutine was
-    cancelled. Like any failure it may be retried. It is a ``TimeoutError``."""
+    """One attempt of an item ran longer than ``task_timeout``: its coroutine was cancelled
+    (async API), its worker process stopped (``executor="process"``), or, where the
+    backend cannot stop it (threads), the run stopped waiting for it. Like any failure it
+    may be retried. It is a ``TimeoutError``."""
 
 
 class ItemAbortedError(ItemError):

@@ -17,6 +17,7 @@ from redis_server import RedisServer
 WORKER = Path(__file__).with_name("shared_quota_worker.py")
 RATE = 50
 PER_PROCESS = 125  # 250 calls: 5 seconds at 50 a second
+START_JITTER = 0.01  # seconds a thread may take to run once its call is granted
 
 
 def rate_of(times: list[float]) -> float:
@@ -37,9 +38,12 @@ def test_two_processes_share_one_quota(server: RedisServer, name: str) -> None:
     starts = [moment for report in reports for moment in report["starts"]]
     granted = [moment for report in reports for moment in report["granted"]]
     assert len(starts) == len(granted) == 2 * PER_PROCESS
-    # strict: never 51 in a second, on the server's clock and on the calls' own
+    # strict on the server's clock: never 51 grants in a second
     assert most_in_window(granted, 1.0) <= RATE
-    assert most_in_window(starts, 1.0) <= RATE
+    # On the calls' own clocks a call starts when its thread next runs after the grant, so
+    # on a loaded machine one late start can come up to that wake-up delay closer to the
+    # next process's: never 51 in a second less that jitter.
+    assert most_in_window(starts, 1.0 - START_JITTER) <= RATE
     # and the rate is achieved: within 3 % of 50 a second, together
     achieved = rate_of(starts)
     assert RATE * 0.97 <= achieved <= RATE * 1.001, achieved
