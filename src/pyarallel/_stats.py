@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import heapq
-import html
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -188,6 +187,8 @@ class RunStats(FrozenValue):
         return "\n".join([self.headline(), *(f"  {label:<{width}}  {text}" for label, text in self.lines())])
 
     def _repr_html_(self) -> str:
+        import html  # not on the import path of a first call: it costs about 2 ms
+
         rows = "".join(
             f"<tr><th {_LEFT}>{html.escape(label)}</th><td {_LEFT}>{html.escape(text)}</td></tr>"
             for label, text in self.lines()
